@@ -1,0 +1,14 @@
+"""Command-line interface: ``octanomaly COMMAND``. Each command is one module here."""
+
+from __future__ import annotations
+
+from octanomaly.cli import info  # noqa: F401  (registers commands)
+from octanomaly.cli.app import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,77 @@
+"""The typer application, its global options and the error policy shared by every command.
+
+Commands live in one module each beside this file and register with :func:`command`.
+Expected failures (:class:`~octanomaly.errors.OctanomalyError`) print one line on stderr and
+exit with code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from octanomaly import __version__
+from octanomaly.errors import OctanomalyError
+
+app = typer.Typer(
+    name="octanomaly",
+    help="Find and localise anomalies in retinal OCT volumes with GANs trained on healthy scans.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+_state: dict[str, bool] = {"debug": False}
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> None:
+    """Print ``message`` as one error line on stderr and exit with code 2."""
+    err_console.print(f"octanomaly: error: {message}", markup=False, highlight=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``app.command`` with the error policy: one line + exit 2 for expected failures."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            try:
+                return func(*a, **kw)
+            except OctanomalyError as exc:
+                if _state["debug"]:
+                    raise
+                fail(" ".join(str(exc).split()))
+            except KeyboardInterrupt:
+                err_console.print("octanomaly: interrupted", markup=False)
+                raise typer.Exit(130) from None
+
+        return app.command(*args, **kwargs)(wrapper)
+
+    return decorate
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"octanomaly {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
