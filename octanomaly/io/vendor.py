@@ -158,10 +158,13 @@ def _read_heyex_vol(path: Path) -> OCTVolume:
         raise InputError(path, "Heidelberg .vol file holds no B-scans")
     n = len(frames)
     bscan = float(parsed.distance)
-    if n > 1 and not bscan > 0:
+    from_coords = n > 1 and not bscan > 0
+    if from_coords:
         starts = np.array([(b.start_x, b.start_y) for b in parsed.bscans], dtype=float)
         bscan = float(np.linalg.norm(np.diff(starts, axis=0), axis=1).mean())
     spacing, is_default, notes = _spacing(bscan, parsed.scale_y, parsed.scale_x, n)
+    if from_coords and not is_default:
+        notes["bscan_spacing"] = "Distance is 0 in the header; mean step of B-scan start points"
     pattern = int(parsed.scan_pattern)
     metadata: dict[str, Any] = {
         "vendor": "Heidelberg Engineering",
