@@ -1,0 +1,157 @@
+"""The anomaly map as a DICOM Parametric Map (highdicom) referencing its source OPT instance.
+
+highdicom takes the multi-frame Ophthalmic Tomography source as it is: the map inherits its
+Frame of Reference, pixel measures, plane orientation and per-frame plane positions, and each
+map frame references its source frame (``DerivationImageSequence`` -> ``SourceImageSequence``
+with ``ReferencedFrameNumber``). highdicom orders the map's frames by plane position (for an
+octanomaly OPT that is the reverse of the B-scan order); readers must follow the per-frame
+references or positions, never assume frame k = B-scan k. Values are float32 z-scores with an
+identity Real World Value Mapping (unit: no units).
+
+Patient and study identifiers of the source are blanked in the map unless ``keep_patient=True``
+(the CLI's ``--phi``); only then can a PACS file it under the right patient.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from octanomaly.errors import InputError, OctanomalyError
+from octanomaly.io.atomic import atomic_path
+
+#: Content label of the map (DICOM CS: upper case, at most 16 characters).
+CONTENT_LABEL: str = "ANOMALY"
+#: Label of the real world value mapping (at most 16 characters).
+LUT_LABEL: str = "ZSCORE"
+#: Identifying attributes the map must carry (DICOM type 2): emptied unless ``keep_patient``.
+_TYPE2_IDENTIFIERS: tuple[str, ...] = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "StudyID",
+    "ReferringPhysicianName",
+)
+
+
+def _read_source(source_path: Path):  # -> pydicom.Dataset
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if source_path.is_dir():
+        raise OctanomalyError(
+            f"{source_path}: a parametric map needs one multi-frame DICOM source file, "
+            "not a folder of single-frame images"
+        )
+    try:
+        return pydicom.dcmread(source_path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise InputError(source_path, f"not a readable DICOM file ({exc})") from exc
+
+
+def _identifier_keywords() -> tuple[str, ...]:
+    try:
+        from octanomaly.io.dicom import PHI_KEYWORDS
+    except ImportError:  # pragma: no cover - reader module always present in a full install
+        PHI_KEYWORDS = ()
+    return tuple(dict.fromkeys((*_TYPE2_IDENTIFIERS, *PHI_KEYWORDS)))
+
+
+def _prepared_source(ds, keep_patient: bool):  # -> pydicom.Dataset
+    """A copy of ``ds`` with type-2 identifiers present, and blanked unless ``keep_patient``."""
+    import copy
+
+    out = copy.deepcopy(ds)
+    for keyword in _TYPE2_IDENTIFIERS:
+        if keep_patient and keyword in out:
+            continue
+        setattr(out, keyword, "")
+    if not keep_patient:
+        for keyword in _identifier_keywords():
+            if keyword not in _TYPE2_IDENTIFIERS and keyword in out:
+                delattr(out, keyword)
+    return out
+
+
+def _uid(*parts: str) -> str:
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=[hashlib.sha256("|".join(parts).encode()).hexdigest()])
+
+
+def write_parametric_map(
+    source_path: str | Path,
+    anomaly: np.ndarray,
+    path: str | Path,
+    *,
+    description: str = "octanomaly anomaly z-score",
+    keep_patient: bool = False,
+    series_number: int = 9001,
+    protect: tuple[Path, ...] = (),
+) -> Path:
+    """Write ``anomaly`` ``(n_bscans, depth, width)`` as a DICOM Parametric Map of ``source_path``.
+
+    The source must be one multi-frame DICOM image with a FrameOfReferenceUID and one frame per
+    B-scan of the map's shape; otherwise :class:`OctanomalyError` (the caller then skips the map).
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from octanomaly import __version__
+
+    source_path, path = Path(source_path), Path(path)
+    src = _read_source(source_path)
+    if "FrameOfReferenceUID" not in src or not str(src.FrameOfReferenceUID):
+        raise OctanomalyError(
+            f"{source_path}: DICOM source has no Frame of Reference; no parametric map written"
+        )
+    n_frames = int(src.get("NumberOfFrames", 1) or 1)
+    expected = (n_frames, int(src.Rows), int(src.Columns))
+    values = np.asarray(anomaly, dtype=np.float32)
+    if values.shape != expected:
+        raise OctanomalyError(
+            f"{source_path}: map shape {values.shape} does not match the DICOM source "
+            f"(frames, rows, columns) {expected}"
+        )
+    if not np.isfinite(values).all():
+        raise OctanomalyError("anomaly map holds NaN or infinite values; no parametric map written")
+
+    lo, hi = float(values.min()), float(values.max())
+    mapping = hd.pm.RealWorldValueMapping(
+        lut_label=LUT_LABEL,
+        lut_explanation="z-score vs healthy",
+        unit=codes.UCUM.NoUnits,
+        value_range=(lo, hi),
+        slope=1.0,
+        intercept=0.0,
+    )
+    top = max(float(np.percentile(values, 99.9)), 1.0)
+    digest = hashlib.sha256(values.tobytes()).hexdigest()
+    sop_uid = str(src.SOPInstanceUID)
+    pm = hd.pm.ParametricMap(
+        source_images=[_prepared_source(src, keep_patient)],
+        pixel_array=values,
+        series_instance_uid=_uid("pm-series", sop_uid, digest),
+        series_number=series_number,
+        sop_instance_uid=_uid("pm-instance", sop_uid, digest),
+        instance_number=1,
+        manufacturer="octanomaly",
+        manufacturer_model_name="octanomaly",
+        software_versions=__version__,
+        device_serial_number="none",
+        contains_recognizable_visual_features=False,
+        real_world_value_mappings=[mapping],
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=top / 2, window_width=top)],
+        content_label=CONTENT_LABEL,
+        content_description=description[:64],
+    )
+    pm.SeriesDescription = description[:64]
+    with atomic_path(path, protect=(source_path, *protect)) as tmp:
+        pm.save_as(tmp, enforce_file_format=True)
+    return path

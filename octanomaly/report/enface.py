@@ -1,0 +1,131 @@
+"""En-face PNG: mean-intensity fundus-like image beside the en-face projection of the anomaly map.
+
+Both panels are drawn at physical aspect (x: width x lateral mm, y: n_bscans x bscan spacing mm,
+B-scan 0 at the top). The anomaly projection is the maximum over depth (the strongest z-score of
+each A-scan), so a focal lesion of any depth shows at full strength.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from octanomaly.io.atomic import atomic_path
+from octanomaly.report.overlays import CONTOUR_RGB, UNIT_LABEL, _lut
+
+#: Label of the projection panel (what :func:`enface_projection` computes).
+PROJECTION_LABEL: str = "max over depth"
+
+
+def enface_projection(anomaly: np.ndarray) -> np.ndarray:
+    """En-face projection ``(n_bscans, width)`` of an ``(n, depth, width)`` map: max over depth."""
+    a = np.asarray(anomaly)
+    if a.ndim != 3:
+        raise ValueError(f"anomaly map must be 3-D (n_bscans, depth, width), got {a.shape}")
+    return np.nanmax(a, axis=1).astype(np.float32)
+
+
+def enface_intensity(volume: np.ndarray) -> np.ndarray:
+    """Mean-intensity en-face image ``(n_bscans, width)``: mean over depth."""
+    v = np.asarray(volume)
+    if v.ndim != 3:
+        raise ValueError(f"volume must be 3-D (n_bscans, depth, width), got {v.shape}")
+    return v.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def enface_figure(
+    volume: np.ndarray,
+    anomaly: np.ndarray,
+    spacing: Sequence[float],
+    *,
+    threshold: float | None = None,
+    title: str = "",
+    flagged: Sequence[int] = (),
+    vmax: float | None = None,
+):  # -> matplotlib.figure.Figure
+    """The two-panel en-face matplotlib figure (Agg) that :func:`save_enface` writes."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+
+    volume, anomaly = np.asarray(volume), np.asarray(anomaly)
+    if volume.shape != anomaly.shape or volume.ndim != 3:
+        raise ValueError(f"volume {volume.shape} and anomaly {anomaly.shape} must be one 3-D shape")
+    n, _, width = volume.shape
+    bscan_mm, _, lateral_mm = (float(s) for s in spacing)
+    w_mm, h_mm = width * lateral_mm, n * bscan_mm
+    extent = (0.0, w_mm, h_mm, 0.0)
+
+    intensity = enface_intensity(volume)
+    proj = enface_projection(anomaly)
+    lo, hi = np.percentile(intensity, (0.5, 99.5))
+    top = float(vmax) if vmax is not None else max(float(np.nanmax(proj)), 1.0)
+    ratio = h_mm / w_mm
+    aspect = "equal" if 0.1 <= ratio <= 10 else "auto"
+    panel_w = 4.6
+    panel_h = float(np.clip(panel_w * ratio, 1.2, 7.0))
+    fig = Figure(figsize=(2 * panel_w + 1.6, panel_h + 1.2), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_i, ax_a = fig.subplots(1, 2, sharex=True, sharey=True)
+
+    ax_i.imshow(intensity, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, extent=extent,
+                aspect=aspect, interpolation="nearest")  # fmt: skip
+    ax_i.set_title("mean intensity (mean over depth)", fontsize=10)
+    cmap = ListedColormap(_lut() / 255.0)
+    im = ax_a.imshow(proj, cmap=cmap, vmin=0.0, vmax=top, extent=extent, aspect=aspect,
+                     interpolation="nearest")  # fmt: skip
+    note = f"\n{len(flagged)} flagged B-scans (red ticks)" if len(flagged) else ""
+    ax_a.set_title(f"anomaly ({PROJECTION_LABEL}){note}", fontsize=10)
+    if threshold is not None and n > 1 and np.nanmax(proj) >= threshold > np.nanmin(proj):
+        ys = (np.arange(n) + 0.5) * bscan_mm
+        xs = (np.arange(width) + 0.5) * lateral_mm
+        ax_a.contour(xs, ys, proj, levels=[float(threshold)], colors=[np.array(CONTOUR_RGB) / 255],
+                     linewidths=0.8)  # fmt: skip
+    cb = fig.colorbar(im, ax=ax_a, shrink=0.9)
+    cb.set_label(UNIT_LABEL + (f" (threshold {threshold:g})" if threshold is not None else ""))
+    if threshold is not None:
+        cb.ax.axhline(float(threshold), color=np.array(CONTOUR_RGB) / 255, linewidth=1.5)
+
+    for ax in (ax_i, ax_a):
+        ax.set_xlabel("lateral (mm)")
+        for i in flagged:
+            y = (int(i) + 0.5) * bscan_mm
+            ax.plot([w_mm, w_mm * 1.025], [y, y], color="red", linewidth=1.2, clip_on=False)
+    ax_i.set_ylabel("B-scan position (mm, B-scan 0 at top)")
+    ax_a.set_xlim(0.0, w_mm)
+    ax_a.set_ylim(h_mm, 0.0)
+    if title:
+        fig.suptitle(title, fontsize=11)
+
+    return fig
+
+
+def save_enface(
+    volume: np.ndarray,
+    anomaly: np.ndarray,
+    spacing: Sequence[float],
+    path: str | Path,
+    *,
+    threshold: float | None = None,
+    title: str = "",
+    flagged: Sequence[int] = (),
+    vmax: float | None = None,
+    protect: tuple[Path, ...] = (),
+) -> Path:
+    """Write the two-panel en-face PNG (axes in mm, colour bar; ``threshold`` drawn as contour).
+
+    ``spacing`` is ``(bscan, axial, lateral)`` mm; ``flagged`` B-scan indices get tick marks on
+    both panels' right edge. Written atomically, never over a ``protect`` path.
+    """
+    fig = enface_figure(
+        volume, anomaly, spacing, threshold=threshold, title=title, flagged=flagged, vmax=vmax
+    )
+    path = Path(path)
+    with atomic_path(path, protect=protect) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
