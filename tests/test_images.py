@@ -232,3 +232,13 @@ def test_real_kermany_jpeg_is_one_bscan(shared_data: Path) -> None:
     assert vol.n_bscans == 1 and vol.data.dtype == np.uint8
     assert vol.shape[1:] == np.asarray(Image.open(path)).shape[:2]
     assert vol.spacing_is_default
+
+
+def test_real_octdl_colour_jpeg_loads_as_luminance(shared_data: Path) -> None:
+    # Optovue exports are RGB JPEGs, mostly gray with coloured marks: luminance, with a note.
+    path = next(iter(sorted((shared_data / "abnormal" / "octdl" / "AMD").glob("*.jpg"))))
+    vol = images.read(path).validate()
+    assert vol.n_bscans == 1 and vol.data.dtype == np.uint8
+    assert "colour_converted" in vol.metadata
+    expected = np.asarray(Image.open(path).convert("L")).astype(int)
+    assert np.abs(vol.data[0].astype(int) - expected).max() <= 1  # Pillow's own ITU-R 601
