@@ -1,0 +1,598 @@
+"""DICOM reader: multi-frame Ophthalmic Tomography (OPT) files and folders of single-frame B-scans.
+
+Read with pydicom directly (MONAI's ``PydicomReader`` ignores the functional groups). Frames are
+B-scans ``(depth=Rows, width=Columns)``; geometry comes from the functional groups
+(``PixelMeasuresSequence``: PixelSpacing = [axial, lateral]; B-scan spacing from per-frame
+``PlanePositionSequence`` positions, else SpacingBetweenSlices / SliceThickness) and frames are
+put in spatial order (position along the stack normal, else in-stack position, dimension index,
+instance number). Accepted: the OPT SOP class, and any other image SOP class whose Modality is
+``OPT`` (e.g. secondary capture B-scans exported by devices); everything else is refused.
+Patient-identifying fields go only to ``OCTVolume.phi``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from octanomaly.errors import InputError
+from octanomaly.volume import DEFAULT_SPACING, OCTVolume
+
+FORMAT = "dicom-opt"
+OPT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.5.4"
+#: Keywords that identify a patient: kept in ``OCTVolume.phi`` only.
+PHI_KEYWORDS: tuple[str, ...] = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "OtherPatientIDs",
+    "OtherPatientNames",
+    "PatientAddress",
+    "IssuerOfPatientID",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "AcquisitionDateTime",
+    "ContentDate",
+    "InstitutionName",
+    "ReferringPhysicianName",
+    "OperatorsName",
+    "DeviceSerialNumber",
+)
+#: Non-identifying facts copied to ``OCTVolume.metadata`` when present.
+META_KEYWORDS: tuple[str, ...] = (
+    "Modality",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "SoftwareVersions",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "SeriesDescription",
+    "BitsStored",
+)
+_LATERALITY = {"R": "OD", "L": "OS"}
+_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+_J2K_HINT = "pip install pylibjpeg pylibjpeg-openjpeg"
+_JPEG_HINT = "pip install pylibjpeg pylibjpeg-libjpeg"
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """``DICM`` at byte 128, or a preamble-less dataset that starts with group 0002/0008 tags."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8 or head[:2] not in (b"\x02\x00", b"\x08\x00"):
+        return False
+    import warnings
+
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+            return any(
+                tag.group == 0x0008 and ds[tag].keyword in ("SOPClassUID", "Modality", "ImageType")
+                for tag in ds.keys()
+            )
+    except Exception:
+        return False
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    return sorted((p for p in files if p.name.upper() != "DICOMDIR"), key=_natural_key)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def sniff(path: Path) -> bool:
+    """True for a DICOM file, or a folder (non-recursive) of DICOM files and no B-scan images."""
+    if path.is_file():
+        return _is_dicom_file(path)
+    if not path.is_dir():
+        return False
+    files = _folder_files(path)
+    if any(p.suffix.lower() in _IMAGE_SUFFIXES for p in files):
+        return False
+    return any(_is_dicom_file(p) for p in files)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _dcmread(path: Path) -> Any:
+    """The dataset of ``path`` with large values (pixel data) left on disk; truncation refused."""
+    import warnings
+
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(path, force=True, defer_size="256 KB")
+        except (InvalidDicomError, EOFError, ValueError, OSError, KeyError, TypeError) as exc:
+            raise InputError(
+                path, f"not a readable DICOM file (truncated or corrupt: {exc})"
+            ) from exc
+        except Exception as exc:  # pydicom raises assorted errors on damaged files
+            raise InputError(
+                path, f"not a readable DICOM file ({type(exc).__name__}: {exc})"
+            ) from exc
+    if any("end of file" in str(w.message).lower() for w in caught):
+        raise InputError(path, "DICOM file is truncated (it ends inside a data element)")
+    _check_complete(path, ds)
+    return ds
+
+
+def _check_complete(path: Path, ds: Any) -> None:
+    """Refuse a file whose last data element runs past the end of the file (pydicom is lenient)."""
+    from pydicom.dataelem import RawDataElement
+
+    tags = [t for t in ds.keys() if t.group != 0x0002]
+    if not tags:
+        raise InputError(path, "DICOM file holds no data set (truncated or empty)")
+    last = ds.get_item(tags[-1])
+    if not isinstance(last, RawDataElement) or last.length == 0xFFFFFFFF:
+        return
+    size = path.stat().st_size
+    if last.value is None:  # deferred: the value was not read, compare with the file size
+        missing = last.value_tell + last.length - size
+    else:
+        missing = last.length - len(last.value)
+    if missing > 0:
+        raise InputError(path, f"DICOM file is truncated ({missing} bytes missing at the end)")
+    end = last.value_tell + last.length
+    tail = size - end
+    if 0 < tail < 8:  # part of a further element header: cut inside the next element
+        with open(path, "rb") as f:
+            f.seek(end)
+            if f.read(tail).strip(b"\x00"):
+                raise InputError(path, "DICOM file is truncated (it ends inside an element header)")
+
+
+def _transfer_syntax(ds: Any) -> Any:
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts:
+        return ts
+    implicit = getattr(ds, "is_implicit_VR", None)
+    if implicit is None:
+        implicit = getattr(ds, "original_encoding", (True, True))[0]
+    return ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+
+
+def _check_kind(path: Path, ds: Any) -> None:
+    """Refuse non-OCT DICOM (say what it is), files without pixels and colour layouts."""
+    from pydicom.uid import UID
+
+    try:
+        sop = str(ds.get("SOPClassUID", "") or "")
+        modality = str(ds.get("Modality", "") or "").upper()
+    except Exception as exc:
+        raise InputError(path, f"not a readable DICOM file (corrupt header: {exc})") from exc
+    if sop != OPT_SOP_CLASS and modality != "OPT":
+        what = UID(sop).name if sop else "DICOM object of unknown SOP class"
+        raise InputError(
+            path,
+            f"is a {what} (modality {modality or 'unknown'}); octanomaly expects OCT: "
+            "DICOM Ophthalmic Tomography (modality OPT)",
+        )
+    if "PixelData" not in ds:
+        raise InputError(path, "DICOM file has no pixel data")
+    for keyword in ("Rows", "Columns", "BitsAllocated"):
+        if keyword not in ds:
+            raise InputError(path, f"DICOM image lacks {keyword}; cannot read its pixels")
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if samples not in (1, 3) or (samples == 3 and not photometric.startswith(("RGB", "YBR"))):
+        raise InputError(
+            path, f"unsupported pixel layout ({samples} samples, {photometric}); need gray B-scans"
+        )
+
+
+def _check_decoder(path: Path, ds: Any) -> None:
+    """Raise when the transfer syntax needs a decoder plugin that is not installed."""
+    from pydicom.pixels import get_decoder
+
+    ts = _transfer_syntax(ds)
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError as exc:
+        raise InputError(path, f"pixel data in {ts.name}, which pydicom cannot decode") from exc
+    if decoder.is_available:
+        return
+    if "2000" in ts.name or "HTJ2K" in ts.name:
+        hint = _J2K_HINT
+    elif "JPEG" in ts.name and "LS" not in ts.name:
+        hint = _JPEG_HINT
+    else:
+        hint = "pip install " + " ".join(
+            dep.split(" ", 1)[0] for dep in decoder.missing_dependencies
+        )
+    raise InputError(path, f"pixel data in {ts.name} needs a decoder that is not installed: {hint}")
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@dataclass
+class _Frame:
+    """Geometry facts about one frame (B-scan)."""
+
+    position: tuple[float, float, float] | None = None
+    orientation: tuple[float, ...] | None = None
+    pixel_spacing: tuple[float, float] | None = None
+    thickness: float | None = None
+    between: float | None = None
+    stack_id: str | None = None
+    stack_position: int | None = None
+    dimension_index: tuple[int, ...] | None = None
+    instance: int | None = None
+
+
+def _first(seq_owner: Any, sequence: str) -> Any:
+    seq = seq_owner.get(sequence) if seq_owner is not None else None
+    return seq[0] if seq else None
+
+
+def _group_value(ds: Any, per_frame: Any, sequence: str, keyword: str) -> Any:
+    """``keyword`` of functional group ``sequence``: per-frame item, then shared, else None."""
+    for owner in (per_frame, _first(ds, "SharedFunctionalGroupsSequence")):
+        item = _first(owner, sequence)
+        if item is not None and item.get(keyword) not in (None, ""):
+            return item.get(keyword)
+    return None
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(float(v) for v in (value if isinstance(value, list | tuple) else list(value)))
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n and all(np.isfinite(out)) else None
+
+
+def _scalar(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) and out > 0 else None
+
+
+def _frames(ds: Any, n_frames: int) -> list[_Frame]:
+    """Geometry of each frame from the functional groups, falling back to top-level elements."""
+    per = ds.get("PerFrameFunctionalGroupsSequence") or []
+    per = per if len(per) == n_frames else [None] * n_frames
+    single = n_frames == 1
+    out = []
+    for item in per:
+
+        def get(sequence: str, keyword: str, top: bool = False, _item: Any = item) -> Any:
+            value = _group_value(ds, _item, sequence, keyword)
+            return ds.get(keyword) if value is None and top else value
+
+        index = get("FrameContentSequence", "DimensionIndexValues")
+        stack_pos = get("FrameContentSequence", "InStackPositionNumber")
+        instance = ds.get("InstanceNumber")
+        out.append(
+            _Frame(
+                position=_floats(get("PlanePositionSequence", "ImagePositionPatient", single), 3),
+                orientation=_floats(
+                    get("PlaneOrientationSequence", "ImageOrientationPatient", True), 6
+                ),
+                pixel_spacing=_floats(get("PixelMeasuresSequence", "PixelSpacing", True), 2),
+                thickness=_scalar(get("PixelMeasuresSequence", "SliceThickness", True)),
+                between=_scalar(get("PixelMeasuresSequence", "SpacingBetweenSlices", True)),
+                stack_id=None
+                if get("FrameContentSequence", "StackID") is None
+                else str(get("FrameContentSequence", "StackID")),
+                stack_position=int(stack_pos) if stack_pos is not None else None,
+                dimension_index=(
+                    tuple(int(v) for v in (index if isinstance(index, list | tuple) else [index]))
+                    if index is not None
+                    else None
+                ),
+                instance=int(instance) if instance not in (None, "") else None,
+            )
+        )
+    return out
+
+
+def _dimension_component(ds: Any) -> int | None:
+    """Which DimensionIndexValues component is the in-stack position or image position."""
+    seq = ds.get("DimensionIndexSequence") or []
+    wanted = (0x00209057, 0x00200032)  # InStackPositionNumber, ImagePositionPatient
+    for i, item in enumerate(seq):
+        if int(item.get("DimensionIndexPointer", 0) or 0) in wanted:
+            return i
+    return len(seq) - 1 if seq else None
+
+
+def _order_and_spacing(
+    where: Path, frames: list[_Frame], dim_component: int | None
+) -> tuple[np.ndarray, float | None, str]:
+    """Spatial order of the frames, B-scan spacing (mm or None) and what the order came from."""
+    n = len(frames)
+    stacks = {f.stack_id for f in frames if f.stack_id is not None}
+    if len(stacks) > 1:
+        raise InputError(
+            where, f"holds {len(stacks)} stacks of B-scans (4-D data); need a single stack"
+        )
+    fallback = next((f.between for f in frames if f.between), None) or next(
+        (f.thickness for f in frames if f.thickness), None
+    )
+    if n == 1:
+        return np.zeros(1, dtype=int), fallback, "single frame"
+    if all(f.position is not None for f in frames):
+        pos = np.array([f.position for f in frames], dtype=float)
+        if np.ptp(pos, axis=0).max() > 1e-9:
+            orient = next((f.orientation for f in frames if f.orientation), None)
+            normal = np.cross(orient[:3], orient[3:]) if orient else None
+            if normal is None or np.linalg.norm(normal) < 1e-6:
+                centred = pos - pos.mean(axis=0)
+                normal = np.linalg.svd(centred, full_matrices=False)[2][0]
+                normal = normal if np.dot(pos[-1] - pos[0], normal) >= 0 else -normal
+            order = np.argsort(pos @ normal, kind="stable")
+            steps = np.linalg.norm(np.diff(pos[order], axis=0), axis=1)
+            if steps.min() < 1e-6:
+                raise InputError(where, "several B-scans share one position (more than one stack?)")
+            return order, float(np.median(steps)), "ImagePositionPatient"
+    if all(f.stack_position is not None for f in frames):
+        order = np.argsort([f.stack_position for f in frames], kind="stable")
+        return order, fallback, "InStackPositionNumber"
+    if dim_component is not None and all(
+        f.dimension_index is not None and len(f.dimension_index) > dim_component for f in frames
+    ):
+        order = np.argsort([f.dimension_index[dim_component] for f in frames], kind="stable")
+        return order, fallback, "DimensionIndexValues"
+    if all(f.instance is not None for f in frames) and len({f.instance for f in frames}) == n:
+        order = np.argsort([f.instance for f in frames], kind="stable")
+        return order, fallback, "InstanceNumber"
+    return np.arange(n), fallback, "file order"
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+def _to_gray(path: Path, frame: np.ndarray, ds: Any) -> np.ndarray:
+    """A 2-D frame; colour frames only when they are gray (equal channels or neutral chroma)."""
+    if frame.ndim == 2:
+        return frame
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if photometric.startswith("YBR"):  # decoded raw: Y is the gray level, chroma must be neutral
+        chroma = frame[..., 1:].astype(np.int32) - 128
+        if np.abs(chroma).max() <= 3:
+            return frame[..., 0]
+    elif (frame[..., 0] == frame[..., 1]).all() and (frame[..., 1] == frame[..., 2]).all():
+        return frame[..., 0]
+    raise InputError(path, "holds colour images; octanomaly needs gray-scale OCT B-scans")
+
+
+def _decode_into(path: Path, ds: Any, out: np.ndarray, rank: np.ndarray, offset: int = 0) -> None:
+    """Decode the frames of ``path`` one by one into ``out[rank[i] + offset]``."""
+    from pydicom.pixels import iter_pixels
+
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    raw = photometric.startswith("YBR")
+    has_meta = bool(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None))
+    try:
+        if has_meta:  # stream frames from disk: the encoded pixel data is never all in memory
+            source = iter_pixels(path, raw=raw)
+        else:
+            ds.file_meta = getattr(ds, "file_meta", None) or _empty_meta()
+            ds.file_meta.TransferSyntaxUID = _transfer_syntax(ds)
+            source = iter_pixels(ds, raw=raw)
+        count = 0
+        for i, frame in enumerate(source):
+            if i >= len(rank):
+                break
+            out[rank[i] + offset] = _to_gray(path, frame, ds)
+            count += 1
+    except InputError:
+        raise
+    except Exception as exc:
+        ts = _transfer_syntax(ds)
+        raise InputError(
+            path, f"cannot decode its pixel data ({ts.name}; truncated or corrupt?): {exc}"
+        ) from exc
+    if count < len(rank):
+        raise InputError(path, f"pixel data holds {count} of {len(rank)} frames (truncated?)")
+
+
+def _empty_meta() -> Any:
+    from pydicom.dataset import FileMetaDataset
+
+    return FileMetaDataset()
+
+
+def _out_dtype(ds: Any) -> np.dtype:
+    bits = int(ds.BitsAllocated)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    if bits not in (8, 16, 32):
+        raise InputError(ds.filename, f"unsupported BitsAllocated {bits}")
+    return np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
+
+
+def _invert_monochrome1(data: np.ndarray, ds: Any) -> np.ndarray:
+    if str(ds.get("PhotometricInterpretation", "")).upper() != "MONOCHROME1":
+        return data
+    if np.issubdtype(data.dtype, np.signedinteger):
+        return (data.max() + data.min() - data).astype(data.dtype)
+    top = (1 << int(ds.get("BitsStored", ds.BitsAllocated))) - 1
+    return (top - data.astype(np.int64)).clip(0, top).astype(data.dtype)
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _laterality(ds: Any) -> str | None:
+    values = [ds.get("ImageLaterality"), ds.get("Laterality")]
+    values.append(_group_value(ds, None, "FrameAnatomySequence", "FrameLaterality"))
+    per = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if per:
+        values.append(_group_value(ds, per[0], "FrameAnatomySequence", "FrameLaterality"))
+    for value in values:
+        if value and str(value).upper() in _LATERALITY:
+            return _LATERALITY[str(value).upper()]
+    return None
+
+
+def _metadata(ds: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Non-identifying metadata and the patient-identifying fields, kept apart."""
+    from pydicom.uid import UID
+
+    meta: dict[str, Any] = {}
+    for keyword in META_KEYWORDS:
+        value = ds.get(keyword)
+        if value not in (None, ""):
+            meta[keyword] = int(value) if keyword == "BitsStored" else str(value)
+    if "SOPClassUID" in meta:
+        meta["SOPClassName"] = UID(meta["SOPClassUID"]).name
+    ts = _transfer_syntax(ds)
+    meta["TransferSyntax"] = ts.name
+    meta["TransferSyntaxUID"] = str(ts)
+    phi = {k: str(ds.get(k)) for k in PHI_KEYWORDS if ds.get(k) not in (None, "")}
+    return meta, phi
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: object) -> OCTVolume:
+    """Read a DICOM OPT file or a folder of single-frame DICOM B-scans of one series."""
+    path = Path(path)
+    volume = _read_folder(path) if path.is_dir() else _read_file(path)
+    if spacing is not None:
+        volume.spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
+        volume.spacing_is_default = False
+    return volume
+
+
+def _spacing(
+    where: Path, frames: list[_Frame], bscan: float | None, n: int
+) -> tuple[tuple[float, float, float], bool, str]:
+    """``(bscan, axial, lateral)`` mm, whether defaults filled gaps, and a note saying which."""
+    pixel = next((f.pixel_spacing for f in frames if f.pixel_spacing), None)
+    axial, lateral = pixel if pixel and min(pixel) > 0 else (None, None)
+    missing = []
+    if axial is None:
+        axial, lateral = DEFAULT_SPACING[1], DEFAULT_SPACING[2]
+        missing.append("PixelSpacing")
+    if bscan is None:
+        bscan = DEFAULT_SPACING[0]
+        if n > 1:
+            missing.append("B-scan spacing")
+    note = f"default spacing for missing {', '.join(missing)}" if missing else ""
+    return (float(bscan), float(axial), float(lateral)), bool(missing), note
+
+
+def _read_file(path: Path) -> OCTVolume:
+    ds = _dcmread(path)
+    _check_kind(path, ds)
+    _check_decoder(path, ds)
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _frames(ds, n)
+    order, bscan, source = _order_and_spacing(path, frames, _dimension_component(ds))
+    rank = np.empty(n, dtype=int)
+    rank[order] = np.arange(n)
+    data = np.empty((n, int(ds.Rows), int(ds.Columns)), dtype=_out_dtype(ds))
+    _decode_into(path, ds, data, rank)
+    data = _invert_monochrome1(data, ds)
+    spacing, is_default, note = _spacing(path, frames, bscan, n)
+    meta, phi = _metadata(ds)
+    meta["frame_order_from"] = source
+    if note:
+        meta["spacing_note"] = note
+    return OCTVolume(
+        data=data,
+        spacing=spacing,
+        laterality=_laterality(ds),
+        source_format=FORMAT,
+        source_path=path,
+        metadata=meta,
+        phi=phi,
+        spacing_is_default=is_default,
+    )
+
+
+def _read_folder(folder: Path) -> OCTVolume:
+    files = [p for p in _folder_files(folder) if _is_dicom_file(p)]
+    if not files:
+        raise InputError(folder, "folder holds no DICOM files")
+    headers = [_dcmread(p) for p in files]
+    series = {str(ds.get("SeriesInstanceUID", "") or "") for ds in headers}
+    if len(series) > 1:
+        raise InputError(
+            folder,
+            f"folder holds DICOM files of {len(series)} series; put one series per folder",
+        )
+    for p, ds in zip(files, headers, strict=True):
+        _check_kind(p, ds)
+    if len(files) == 1:
+        return _read_file(files[0])
+    multi = [
+        p.name for p, ds in zip(files, headers, strict=True) if ds.get("NumberOfFrames", 1) > 1
+    ]
+    if multi:
+        raise InputError(
+            folder,
+            f"folder mixes multi-frame DICOM ({multi[0]}) with other files; open it directly",
+        )
+    sizes = {(int(ds.Rows), int(ds.Columns)) for ds in headers}
+    if len(sizes) > 1:
+        raise InputError(folder, f"B-scans of mixed sizes {sorted(sizes)} (rows, columns)")
+    dtypes = {_out_dtype(ds) for ds in headers}
+    if len(dtypes) > 1:
+        raise InputError(folder, f"B-scans of mixed bit depths {sorted(map(str, dtypes))}")
+    frames = [_frames(ds, 1)[0] for ds in headers]
+    order, bscan, source = _order_and_spacing(folder, frames, None)
+    rank = np.empty(len(files), dtype=int)
+    rank[order] = np.arange(len(files))
+    rows, cols = sizes.pop()
+    data = np.empty((len(files), rows, cols), dtype=dtypes.pop())
+    for i, (p, ds) in enumerate(zip(files, headers, strict=True)):
+        _check_decoder(p, ds)
+        _decode_into(p, ds, data, np.array([0]), offset=int(rank[i]))
+        data[rank[i]] = _invert_monochrome1(data[rank[i]], ds)
+    spacing, is_default, note = _spacing(folder, frames, bscan, len(files))
+    meta, phi = _metadata(headers[order[0]])
+    meta.pop("SOPInstanceUID", None)
+    meta["n_files"] = len(files)
+    meta["frame_order_from"] = source
+    if note:
+        meta["spacing_note"] = note
+    return OCTVolume(
+        data=data,
+        spacing=spacing,
+        laterality=_laterality(headers[0]),
+        source_format="dicom-series",
+        source_path=folder,
+        metadata=meta,
+        phi=phi,
+        spacing_is_default=is_default,
+    )
