@@ -95,7 +95,9 @@ def enface_figure(
         ax.set_xlabel("lateral (mm)")
         for i in flagged:
             y = (int(i) + 0.5) * bscan_mm
-            ax.plot([w_mm, w_mm * 1.025], [y, y], color="red", linewidth=1.2, clip_on=False)
+            ax.plot(
+                [w_mm, w_mm * 1.025], [y, y], color="red", lw=1.5, clip_on=False, antialiased=False
+            )
     ax_i.set_ylabel("B-scan position (mm, B-scan 0 at top)")
     ax_a.set_xlim(0.0, w_mm)
     ax_a.set_ylim(h_mm, 0.0)
