@@ -518,3 +518,29 @@ def test_convert_dicom_to_nifti(tmp_path: Path) -> None:
     assert b"Doe" not in out.read_bytes() and b"Doe" not in __import__("gzip").decompress(
         out.read_bytes()
     )
+
+
+def test_gray_bscans_stored_as_ybr_jpeg_collapse_to_gray(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    yy, xx = np.mgrid[0:40, 0:32]
+    data = np.stack([(yy * 3 + xx + 7 * k) % 256 for k in range(3)]).astype(np.uint8)
+    ds = pydicom.dcmread(write_opt(OCTVolume(data, SPACING), tmp_path / "v.dcm"))
+    frames = []
+    for frame in data:
+        buf = io.BytesIO()
+        Image.fromarray(np.stack([frame] * 3, -1)).save(buf, format="JPEG", quality=95)
+        frames.append(buf.getvalue())
+    ds.PixelData = encapsulate(frames)
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 3, "YBR_FULL_422"
+    ds.PlanarConfiguration = 0
+    ds.save_as(tmp_path / "ybr.dcm", enforce_file_format=True)
+    got = load_volume(tmp_path / "ybr.dcm")
+    assert got.shape == data.shape
+    assert np.abs(got.data.astype(int) - data).max() <= 3

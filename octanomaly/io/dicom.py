@@ -152,7 +152,7 @@ def _check_complete(path: Path, ds: Any) -> None:
     tags = [t for t in ds.keys() if t.group != 0x0002]
     if not tags:
         raise InputError(path, "DICOM file holds no data set (truncated or empty)")
-    last = ds.get_item(tags[-1])
+    last = ds.get_item(tags[-1], keep_deferred=True)
     if not isinstance(last, RawDataElement) or last.length == 0xFFFFFFFF:
         return
     size = path.stat().st_size
@@ -380,16 +380,17 @@ def _order_and_spacing(
 
 
 def _to_gray(path: Path, frame: np.ndarray, ds: Any) -> np.ndarray:
-    """A 2-D frame; colour frames only when they are gray (equal channels or neutral chroma)."""
+    """A 2-D frame; colour frames only when they are gray (equal channels, up to YCbCr rounding)."""
     if frame.ndim == 2:
         return frame
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
-    if photometric.startswith("YBR"):  # decoded raw: Y is the gray level, chroma must be neutral
-        chroma = frame[..., 1:].astype(np.int32) - 128
-        if np.abs(chroma).max() <= 3:
-            return frame[..., 0]
-    elif (frame[..., 0] == frame[..., 1]).all() and (frame[..., 1] == frame[..., 2]).all():
+    lossy = photometric.startswith("YBR") or str(ds.get("LossyImageCompression", "")) == "01"
+    rgb = frame.astype(np.int32)
+    spread = max(np.abs(rgb[..., 0] - rgb[..., 1]).max(), np.abs(rgb[..., 1] - rgb[..., 2]).max())
+    if spread == 0:
         return frame[..., 0]
+    if lossy and spread <= 3:
+        return np.rint(rgb.mean(axis=-1)).astype(frame.dtype)
     raise InputError(path, "holds colour images; octanomaly needs gray-scale OCT B-scans")
 
 
@@ -397,16 +398,14 @@ def _decode_into(path: Path, ds: Any, out: np.ndarray, rank: np.ndarray, offset:
     """Decode the frames of ``path`` one by one into ``out[rank[i] + offset]``."""
     from pydicom.pixels import iter_pixels
 
-    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
-    raw = photometric.startswith("YBR")
     has_meta = bool(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None))
     try:
         if has_meta:  # stream frames from disk: the encoded pixel data is never all in memory
-            source = iter_pixels(path, raw=raw)
+            source = iter_pixels(path)
         else:
             ds.file_meta = getattr(ds, "file_meta", None) or _empty_meta()
             ds.file_meta.TransferSyntaxUID = _transfer_syntax(ds)
-            source = iter_pixels(ds, raw=raw)
+            source = iter_pixels(ds)
         count = 0
         for i, frame in enumerate(source):
             if i >= len(rank):
