@@ -1,0 +1,1 @@
+"""Data: healthy datasets for training and the synthetic OCT phantom (:mod:`.phantom`)."""
