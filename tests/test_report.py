@@ -382,3 +382,25 @@ def test_parametric_map_needs_a_dicom_source_with_frame_of_reference(tmp_path):
     with pytest.raises(FileExistsError, match="input"):
         write_parametric_map(src, anomaly, src)
     assert not (tmp_path / "pm.dcm").exists()
+
+
+def test_parametric_map_from_compressed_source_and_unusable_geometry(tmp_path):
+    import pydicom
+
+    dicom_writer = pytest.importorskip("octanomaly.io.dicom_writer")
+    from octanomaly.volume import OCTVolume
+
+    data = np.random.default_rng(10).integers(0, 4000, (3, 40, 48)).astype(np.uint16)
+    src = dicom_writer.write_opt(
+        OCTVolume(data, SPACING), tmp_path / "j2k.dcm", transfer_syntax="jpeg2000-lossless"
+    )
+    anomaly = np.random.default_rng(11).normal(size=(3, 40, 48)).astype(np.float32)
+    pm = pydicom.dcmread(write_parametric_map(src, anomaly, tmp_path / "pm.dcm"))
+    assert int(pm.NumberOfFrames) == 3
+    ds = pydicom.dcmread(src)  # same file without plane positions: highdicom cannot place frames
+    for frame in ds.PerFrameFunctionalGroupsSequence:
+        del frame.PlanePositionSequence
+    ds.save_as(tmp_path / "nopos.dcm")
+    with pytest.raises(OctanomalyError, match="cannot derive a parametric map"):
+        write_parametric_map(tmp_path / "nopos.dcm", anomaly, tmp_path / "pm2.dcm")
+    assert not (tmp_path / "pm2.dcm").exists()

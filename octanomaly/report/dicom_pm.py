@@ -103,8 +103,6 @@ def write_parametric_map(
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    from octanomaly import __version__
-
     source_path, path = Path(source_path), Path(path)
     src = _read_source(source_path)
     if "FrameOfReferenceUID" not in src or not str(src.FrameOfReferenceUID):
@@ -132,9 +130,43 @@ def write_parametric_map(
         intercept=0.0,
     )
     top = max(float(np.percentile(values, 99.9)), 1.0)
-    digest = hashlib.sha256(values.tobytes()).hexdigest()
+    try:
+        pm = _parametric_map(
+            src,
+            values,
+            mapping,
+            window_top=top,
+            description=description,
+            keep_patient=keep_patient,
+            series_number=series_number,
+        )
+    except (ValueError, AttributeError) as exc:  # source geometry highdicom cannot use
+        raise OctanomalyError(
+            f"{source_path}: cannot derive a parametric map from this DICOM source ({exc})"
+        ) from exc
+    pm.SeriesDescription = description[:64]
+    with atomic_path(path, protect=(source_path, *protect)) as tmp:
+        pm.save_as(tmp, enforce_file_format=True)
+    return path
+
+
+def _parametric_map(
+    src,
+    values: np.ndarray,
+    mapping,
+    *,
+    window_top: float,
+    description: str,
+    keep_patient: bool,
+    series_number: int,
+):  # -> highdicom.pm.ParametricMap
+    import highdicom as hd
+
+    from octanomaly import __version__
+
     sop_uid = str(src.SOPInstanceUID)
-    pm = hd.pm.ParametricMap(
+    digest = hashlib.sha256(values.tobytes()).hexdigest()
+    return hd.pm.ParametricMap(
         source_images=[_prepared_source(src, keep_patient)],
         pixel_array=values,
         series_instance_uid=_uid("pm-series", sop_uid, digest),
@@ -147,11 +179,9 @@ def write_parametric_map(
         device_serial_number="none",
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(window_center=top / 2, window_width=top)],
+        voi_lut_transformations=[
+            hd.VOILUTTransformation(window_center=window_top / 2, window_width=window_top)
+        ],
         content_label=CONTENT_LABEL,
         content_description=description[:64],
     )
-    pm.SeriesDescription = description[:64]
-    with atomic_path(path, protect=(source_path, *protect)) as tmp:
-        pm.save_as(tmp, enforce_file_format=True)
-    return path
