@@ -312,11 +312,18 @@ def test_dimension_index_values_order_frames_without_positions(tmp_path: Path) -
     data = np.arange(4 * 8 * 6, dtype=np.uint8).reshape(4, 8, 6)
     ds = _independent_opt(data, 0.1, 0.004, 0.01, np.array([1, 3, 0, 2]), False)
     ds.DimensionIndexSequence = Sequence(
-        [_item(DimensionIndexPointer=0x00209057, FunctionalGroupPointer=0x00209111)]
+        [
+            _item(DimensionIndexPointer=0x00209056, FunctionalGroupPointer=0x00209111),
+            _item(DimensionIndexPointer=0x00209057, FunctionalGroupPointer=0x00209111),
+        ]
     )
+    # Index 0 (a decoy that would mis-order frames) is not the in-stack position; index 1 is.
     for frame in ds.PerFrameFunctionalGroupsSequence:
         content = frame.FrameContentSequence[0]
-        content.DimensionIndexValues = [content.InStackPositionNumber]
+        content.DimensionIndexValues = [
+            9 - content.InStackPositionNumber % 2,
+            content.InStackPositionNumber,
+        ]
         del content.InStackPositionNumber
     ds.save_as(tmp_path / "dim.dcm", enforce_file_format=True)
     got = load_volume(tmp_path / "dim.dcm")

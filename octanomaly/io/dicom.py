@@ -266,14 +266,29 @@ def _group_value(ds: Any, per_frame: Any, sequence: str, keyword: str) -> Any:
     return None
 
 
+def _values(value: Any) -> list[Any]:
+    """A DICOM value as a list (single values, lists and pydicom ``MultiValue`` alike)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        return [value]
+    return list(value)
+
+
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
-    if value is None:
-        return None
     try:
-        out = tuple(float(v) for v in (value if isinstance(value, list | tuple) else list(value)))
+        out = tuple(float(v) for v in _values(value))
     except (TypeError, ValueError):
         return None
     return out if len(out) == n and all(np.isfinite(out)) else None
+
+
+def _ints(value: Any) -> tuple[int, ...] | None:
+    try:
+        out = tuple(int(v) for v in _values(value))
+    except (TypeError, ValueError):
+        return None
+    return out or None
 
 
 def _scalar(value: Any) -> float | None:
@@ -288,7 +303,7 @@ def _frames(ds: Any, n_frames: int) -> list[_Frame]:
     """Geometry of each frame from the functional groups, falling back to top-level elements."""
     per = ds.get("PerFrameFunctionalGroupsSequence") or []
     per = per if len(per) == n_frames else [None] * n_frames
-    single = n_frames == 1
+    instance = _ints(ds.get("InstanceNumber"))
     out = []
     for item in per:
 
@@ -296,28 +311,22 @@ def _frames(ds: Any, n_frames: int) -> list[_Frame]:
             value = _group_value(ds, _item, sequence, keyword)
             return ds.get(keyword) if value is None and top else value
 
-        index = get("FrameContentSequence", "DimensionIndexValues")
-        stack_pos = get("FrameContentSequence", "InStackPositionNumber")
-        instance = ds.get("InstanceNumber")
+        stack_id = get("FrameContentSequence", "StackID")
+        stack_pos = _ints(get("FrameContentSequence", "InStackPositionNumber"))
+        position = get("PlanePositionSequence", "ImagePositionPatient", top=n_frames == 1)
         out.append(
             _Frame(
-                position=_floats(get("PlanePositionSequence", "ImagePositionPatient", single), 3),
+                position=_floats(position, 3),
                 orientation=_floats(
                     get("PlaneOrientationSequence", "ImageOrientationPatient", True), 6
                 ),
                 pixel_spacing=_floats(get("PixelMeasuresSequence", "PixelSpacing", True), 2),
                 thickness=_scalar(get("PixelMeasuresSequence", "SliceThickness", True)),
                 between=_scalar(get("PixelMeasuresSequence", "SpacingBetweenSlices", True)),
-                stack_id=None
-                if get("FrameContentSequence", "StackID") is None
-                else str(get("FrameContentSequence", "StackID")),
-                stack_position=int(stack_pos) if stack_pos is not None else None,
-                dimension_index=(
-                    tuple(int(v) for v in (index if isinstance(index, list | tuple) else [index]))
-                    if index is not None
-                    else None
-                ),
-                instance=int(instance) if instance not in (None, "") else None,
+                stack_id=None if stack_id is None else str(stack_id),
+                stack_position=stack_pos[0] if stack_pos else None,
+                dimension_index=_ints(get("FrameContentSequence", "DimensionIndexValues")),
+                instance=instance[0] if instance else None,
             )
         )
     return out
