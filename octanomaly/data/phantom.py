@@ -284,7 +284,7 @@ def _draw_lesions(kind: str, g: _Grid, rng) -> list[dict[str, float]]:
         elif kind == "hrf":
             rx = rng.uniform(0.014, 0.03)
             host = float(rng.choice([_R["ipl"], _R["inl"], _R["opl"], _R["onl"]]))
-            p.update(rx=rx, ry=max(rx, 0.6 * g.sb * (g.n > 1)), rz=rng.uniform(0.009, 0.016))
+            p.update(rx=rx, ry=max(rx, 0.8 * g.sb * (g.n > 1)), rz=rng.uniform(0.009, 0.016))
             p.update(host=host, rel=rng.uniform(0.25, 0.75))
         elif kind == "drusen":
             a = rng.uniform(0.08, 0.25)
