@@ -222,9 +222,9 @@ def test_writers_refuse_to_overwrite_an_input(tmp_path):
     src = tmp_path / "input.png"
     Image.fromarray(bscan).save(src)
     before = src.read_bytes()
-    with pytest.raises(FileExistsError):
+    with pytest.raises(InputError):
         save_bscan_overlay(bscan, anomaly, mask, (0.004, 0.01), src, protect=(src,))
-    with pytest.raises(FileExistsError):
+    with pytest.raises(InputError):
         write_summary(src, _summary(), protect=(src,))
     assert src.read_bytes() == before
 
@@ -379,7 +379,7 @@ def test_parametric_map_needs_a_dicom_source_with_frame_of_reference(tmp_path):
     not_dicom.write_bytes(b"\x00" * 400)
     with pytest.raises(InputError, match="map.nii"):
         write_parametric_map(not_dicom, anomaly, tmp_path / "pm.dcm")
-    with pytest.raises(FileExistsError, match="input"):
+    with pytest.raises(InputError, match="input"):
         write_parametric_map(src, anomaly, src)
     assert not (tmp_path / "pm.dcm").exists()
 

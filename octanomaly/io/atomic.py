@@ -9,11 +9,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from octanomaly.errors import InputError
+
 
 def _check_not_input(dest: Path, protect: tuple[Path, ...]) -> None:
     for p in protect:
         if p is not None and Path(p).exists() and dest.exists() and dest.samefile(p):
-            raise FileExistsError(f"{dest}: refusing to overwrite an input file")
+            raise InputError(dest, "refusing to overwrite an input file")
 
 
 @contextlib.contextmanager
