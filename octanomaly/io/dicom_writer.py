@@ -215,7 +215,6 @@ def _dataset(
     ds.BurnedInAnnotation = "NO"
     ds.PresentationLUTShape = "IDENTITY"
     ds.LossyImageCompression = "00"
-    ds.ConcatenationFrameOffsetNumber = 0
     ds.AcquisitionDeviceTypeCodeSequence = Sequence(
         [_code(codes.SCT.OpticalCoherenceTomographyScanner)]
     )
@@ -227,15 +226,6 @@ def _dataset(
         "EmmetropicMagnification",
         "IntraOcularPressure",
         "PupilDilated",
-        "DepthSpatialResolution",
-        "MaximumDepthDistortion",
-        "AlongScanSpatialResolution",
-        "MaximumAlongScanDistortion",
-        "AcrossScanSpatialResolution",
-        "MaximumAcrossScanDistortion",
-        "IlluminationWaveLength",
-        "IlluminationPower",
-        "IlluminationBandwidth",
     ):
         setattr(ds, keyword, None)
     ds.RefractiveStateSequence = Sequence()
