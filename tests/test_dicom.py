@@ -368,6 +368,10 @@ def test_folder_of_single_frame_dicoms(tmp_path: Path) -> None:
     np.testing.assert_allclose(got.spacing, (0.25, 0.005, 0.01))
     assert got.laterality == "OS"
     assert got.metadata["n_files"] == 4
+    with pytest.raises(FileExistsError):  # never over one of the input files
+        write_opt(got, folder / "a.dcm")
+    written = write_opt(got, tmp_path / "stack.dcm")
+    np.testing.assert_array_equal(load_volume(written).data, data)
 
 
 def test_folder_without_positions_sorts_by_instance_number(tmp_path: Path) -> None:
@@ -570,3 +574,25 @@ def test_written_file_passes_dciodvfy_when_available(tmp_path: Path) -> None:
         # multi-frame module forbids them without a Concatenation UID; we write none.
         errors = [e for e in errors if "Concatenation" not in e]
         assert errors == [], report
+
+
+def test_positions_sheared_stack_and_contradicting_orientation(tmp_path: Path) -> None:
+    """Spacing is the step along the stack normal; an orientation the positions contradict
+    gives way to the positions' own direction (signed by the in-stack position numbers)."""
+    vol = _volume()
+    ds = pydicom.dcmread(write_opt(vol, tmp_path / "v.dcm"))
+    for i, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):  # drifts laterally too
+        frame.PlanePositionSequence[0].ImagePositionPatient = [0.05 * i, 0.0, SPACING[0] * i]
+    ds.save_as(tmp_path / "sheared.dcm", enforce_file_format=True)
+    _reorder_on_disk(tmp_path / "sheared.dcm", np.array([2, 5, 0, 4, 1, 3]), tmp_path / "s2.dcm")
+    got = load_volume(tmp_path / "s2.dcm")
+    np.testing.assert_array_equal(got.data, vol.data)
+    assert got.spacing[0] == pytest.approx(SPACING[0])
+
+    orientation = ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+    orientation.ImageOrientationPatient = [0.0, 0.0, 1.0, 0.0, 1.0, 0.0]  # normal along -x
+    ds.save_as(tmp_path / "bogus.dcm", enforce_file_format=True)
+    _reorder_on_disk(tmp_path / "bogus.dcm", np.array([4, 1, 5, 0, 3, 2]), tmp_path / "b2.dcm")
+    got = load_volume(tmp_path / "b2.dcm")
+    np.testing.assert_array_equal(got.data, vol.data)
+    assert got.spacing[0] == pytest.approx(np.hypot(0.05, SPACING[0]))

@@ -342,6 +342,34 @@ def _dimension_component(ds: Any) -> int | None:
     return len(seq) - 1 if seq else None
 
 
+def _position_order(
+    where: Path, pos: np.ndarray, orientation: tuple[float, ...] | None, rank_hint: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Order along the stack normal and the median B-scan step (mm) from frame positions.
+
+    The normal is row x column direction; without a usable orientation (or one the positions
+    contradict) it is the main direction of the positions, signed to agree with ``rank_hint``
+    (in-stack positions, else storage order).
+    """
+    centred = pos - pos.mean(axis=0)
+    principal = np.linalg.svd(centred, full_matrices=False)[2][0]
+    agree = np.dot(centred @ principal, rank_hint - rank_hint.mean())
+    principal = principal if agree >= 0 else -principal
+    normal = np.cross(orientation[:3], orientation[3:]) if orientation else principal
+    if np.linalg.norm(normal) < 1e-6:
+        normal = principal
+    normal = normal / np.linalg.norm(normal)
+    for direction in (normal, principal):
+        order = np.argsort(pos @ direction, kind="stable")
+        steps = np.diff(pos[order] @ direction)
+        distances = np.linalg.norm(np.diff(pos[order], axis=0), axis=1)
+        if distances.min() < 1e-6:
+            raise InputError(where, "several B-scans share one position (more than one stack?)")
+        if np.median(steps) >= 0.5 * np.median(distances):  # positions follow this direction
+            return order, float(np.median(steps))
+    return order, float(np.median(distances))
+
+
 def _order_and_spacing(
     where: Path, frames: list[_Frame], dim_component: int | None
 ) -> tuple[np.ndarray, float | None, str]:
@@ -361,16 +389,9 @@ def _order_and_spacing(
         pos = np.array([f.position for f in frames], dtype=float)
         if np.ptp(pos, axis=0).max() > 1e-9:
             orient = next((f.orientation for f in frames if f.orientation), None)
-            normal = np.cross(orient[:3], orient[3:]) if orient else None
-            if normal is None or np.linalg.norm(normal) < 1e-6:
-                centred = pos - pos.mean(axis=0)
-                normal = np.linalg.svd(centred, full_matrices=False)[2][0]
-                normal = normal if np.dot(pos[-1] - pos[0], normal) >= 0 else -normal
-            order = np.argsort(pos @ normal, kind="stable")
-            steps = np.linalg.norm(np.diff(pos[order], axis=0), axis=1)
-            if steps.min() < 1e-6:
-                raise InputError(where, "several B-scans share one position (more than one stack?)")
-            return order, float(np.median(steps)), "ImagePositionPatient"
+            hint = [f.stack_position for f in frames]
+            hint = np.array(hint if None not in hint else range(n), dtype=float)
+            return (*_position_order(where, pos, orient, hint), "ImagePositionPatient")
     if all(f.stack_position is not None for f in frames):
         order = np.argsort([f.stack_position for f in frames], kind="stable")
         return order, fallback, "InStackPositionNumber"

@@ -81,8 +81,11 @@ def write_opt(
         ds.compress(JPEG2000Lossless, data, generate_instance_uid=False)
     elif transfer_syntax == "jpeg-baseline":
         _compress_jpeg_baseline(ds, data)
-    source = volume.source_path
-    protect = (source,) if source is not None and Path(source).is_file() else ()
+    source = Path(volume.source_path) if volume.source_path is not None else None
+    if source is not None and source.is_dir():  # a folder of B-scan files: protect each
+        protect = tuple(p for p in source.iterdir() if p.is_file())
+    else:
+        protect = (source,) if source is not None and source.is_file() else ()
     with atomic_path(path, protect=protect) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
     return path
