@@ -1,0 +1,167 @@
+"""Intensity: export padding, log mapping of linear data, speckle median, percentile window.
+
+Array transforms (``monai.transforms.Transform``) and dictionary twins ending in ``d``. The
+window maps the ``lower``..``upper`` percentile of a whole volume to [-1, 1] (clipped), the
+scale the GANs see, identical at training and scoring time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from monai.transforms import MapTransform, Transform
+from scipy import ndimage
+
+
+def padding_mask(bscans: np.ndarray, min_border: int = 16, min_area: int = 200) -> np.ndarray:
+    """True on uniform saturated export padding touching the image border (Kermany wedges).
+
+    ``bscans`` is ``(n, depth, width)``. Pixels within 10 % of the maximum, cleaned by a 5x5
+    closing and a 3x3 opening, whose connected region touches the border on ``min_border``
+    pixels and covers ``min_area`` pixels, count as padding (tissue rarely saturates so).
+    """
+    x = np.asarray(bscans)
+    out = np.zeros(x.shape, dtype=bool)
+    for i, img in enumerate(x):
+        hi, lo = float(img.max()), float(img.min())
+        if hi - lo <= 0:
+            continue
+        se5, se3 = np.ones((5, 5), bool), np.ones((3, 3), bool)
+        sat = ndimage.binary_dilation(img >= hi - 0.1 * (hi - lo), se5)
+        sat = ndimage.binary_erosion(sat, se5, border_value=1)  # closing, border kept
+        sat = ndimage.binary_dilation(ndimage.binary_erosion(sat, se3, border_value=1), se3)
+        if not sat.any():
+            continue
+        lab, n = ndimage.label(sat)
+        border = np.zeros_like(sat)
+        border[[0, -1], :] = True
+        border[:, [0, -1]] = True
+        on_border = np.bincount(lab[border], minlength=n + 1)
+        area = np.bincount(lab.ravel(), minlength=n + 1)
+        keep = (on_border >= min_border) & (area >= min_area)
+        keep[0] = False
+        if keep.any():
+            out[i] = ndimage.binary_dilation(keep[lab], iterations=3)
+    return out
+
+
+def fill_padding(bscans: np.ndarray, pad: np.ndarray) -> np.ndarray:
+    """Copy of ``bscans`` with padded pixels replaced by the nearest non-padded pixel."""
+    x = np.array(bscans, copy=True)
+    for i in np.nonzero(pad.reshape(len(pad), -1).any(axis=1))[0]:
+        if pad[i].all():
+            continue
+        idx = ndimage.distance_transform_edt(pad[i], return_distances=False, return_indices=True)
+        x[i] = x[i][tuple(idx)]
+    return x
+
+
+def log_map(x: np.ndarray) -> np.ndarray:
+    """``log`` of linear OCT intensity (vendor float data), offset by a small positive floor."""
+    x = np.asarray(x, dtype=np.float32)
+    pos = x[x > 0]
+    floor = float(np.percentile(pos, 1)) if pos.size else 1.0
+    return np.log(np.maximum(x, 0) + max(floor, 1e-12)).astype(np.float32)
+
+
+def percentile_window(
+    x: np.ndarray,
+    lower: float = 1.0,
+    upper: float = 99.5,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
+    """Map the ``lower``..``upper`` percentile of ``x`` (over ``valid`` pixels) to [-1, 1]."""
+    x = np.asarray(x, dtype=np.float32)
+    sample = x[valid] if valid is not None and valid.any() else x
+    step = max(1, sample.size // 2_000_000)
+    lo, hi = np.percentile(sample.ravel()[::step], [lower, upper])
+    if not np.isfinite(hi - lo) or hi - lo <= 0:
+        return np.full(x.shape, -1.0, dtype=np.float32)
+    y = (x - lo) * np.float32(2.0 / (hi - lo)) - 1.0
+    return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def median_denoise(x: np.ndarray, size: int = 3) -> np.ndarray:
+    """Per-B-scan 2-D median filter of ``size`` x ``size`` (speckle); ``size <= 1`` is a no-op."""
+    if size <= 1:
+        return np.asarray(x)
+    x = np.asarray(x)
+    return ndimage.median_filter(x, size=(1, size, size) if x.ndim == 3 else size)
+
+
+class LogIntensity(Transform):
+    """Array transform: :func:`log_map`."""
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        return log_map(img)
+
+
+class MedianDenoise(Transform):
+    """Array transform: :func:`median_denoise` with a fixed ``size``."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.size = size
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        return median_denoise(img, self.size)
+
+
+class PercentileWindow(Transform):
+    """Array transform: :func:`percentile_window` to [-1, 1], ignoring export padding."""
+
+    def __init__(self, lower: float = 1.0, upper: float = 99.5, ignore_padding: bool = True):
+        self.lower, self.upper, self.ignore_padding = lower, upper, ignore_padding
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        img = np.asarray(img)
+        valid = None
+        if self.ignore_padding and img.ndim == 3:
+            valid = ~padding_mask(img)
+        return percentile_window(img, self.lower, self.upper, valid)
+
+
+class _Mapd(MapTransform):
+    """Apply an array transform to every key."""
+
+    transform: Transform
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key])
+        return d
+
+
+class LogIntensityd(_Mapd):
+    """Dictionary twin of :class:`LogIntensity`."""
+
+    def __init__(self, keys: str | Sequence[str], allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = LogIntensity()
+
+
+class MedianDenoised(_Mapd):
+    """Dictionary twin of :class:`MedianDenoise`."""
+
+    def __init__(
+        self, keys: str | Sequence[str], size: int = 3, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = MedianDenoise(size)
+
+
+class PercentileWindowd(_Mapd):
+    """Dictionary twin of :class:`PercentileWindow`."""
+
+    def __init__(
+        self,
+        keys: str | Sequence[str],
+        lower: float = 1.0,
+        upper: float = 99.5,
+        ignore_padding: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = PercentileWindow(lower, upper, ignore_padding)

@@ -1,0 +1,279 @@
+"""Retina boundaries per B-scan: inner limiting membrane (ILM) and Bruch's membrane (BM).
+
+Both are minimum-cost paths across the B-scan (one row per A-scan) found by dynamic
+programming over columns with a bounded jump per column:
+
+* ILM: the first strong dark-to-bright edge seen from the vitreous. Cost = minus the
+  positive vertical gradient plus a penalty for every bright pixel *above* the candidate row,
+  so the path stays on top of the retina (not on the IS/OS or RPE edges) and ignores small
+  vitreous floaters.
+* BM: the bright-to-dark edge at the bottom of the hyper-reflective RPE band. Cost = minus the
+  negative vertical gradient weighted by how bright the band just above is, restricted to rows
+  below the ILM. Drusen and PEDs lift the RPE but not BM, so the path is replaced by its lower
+  envelope (a morphological closing of the row curve) where the RPE bulges up.
+
+Coarse paths on a downsampled, smoothed image are refined by a second DP in a narrow band at
+full resolution. B-scans without a detectable retina (blank, pure noise) get NaN boundaries and
+a warning naming the B-scan.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from monai.transforms import MapTransform, Transform
+from scipy import ndimage
+
+from octanomaly.transforms.intensity import fill_padding, padding_mask
+
+
+@dataclass(frozen=True)
+class LayerParams:
+    """Tuning of the boundary search (pixels of the input B-scan unless stated)."""
+
+    ilm_max_slope: float = 3.0  #: largest ILM row change per A-scan
+    bm_max_slope: float = 0.75  #: largest BM row change per A-scan
+    min_thickness: int = 8  #: rows between ILM and BM at least
+    bm_envelope_width: int = 61  #: lateral width of the closing that removes RPE bulges
+    min_contrast: float = 4.0  #: retina-vs-vitreous contrast in noise units to accept a B-scan
+    bm_below_weight: float = 0.05  #: penalty per strong RPE-like edge pixel below a BM candidate
+    coarse_width: int = 128  #: approximate number of columns of the coarse search
+
+
+class BScanWarning(UserWarning):
+    """A B-scan in which no retina could be found (boundaries NaN, mask empty)."""
+
+
+def _dp_path(cost: np.ndarray, max_jump: int, jump_penalty: float) -> np.ndarray:
+    """Minimum-cost left-to-right path through ``cost`` (n, rows, cols); rows (n, cols)."""
+    n, rows, cols = cost.shape
+    acc = cost[:, :, 0].astype(np.float32, copy=True)
+    back = np.zeros((n, rows, cols), dtype=np.int8)
+    big = np.float32(1e30)
+    for c in range(1, cols):
+        best = np.full((n, rows), big, dtype=np.float32)
+        arg = np.zeros((n, rows), dtype=np.int8)
+        for d in range(-max_jump, max_jump + 1):
+            shifted = np.full((n, rows), big, dtype=np.float32)
+            if d >= 0:
+                shifted[:, d:] = acc[:, : rows - d] if d else acc
+            else:
+                shifted[:, :d] = acc[:, -d:]
+            val = shifted + np.float32(jump_penalty * abs(d))
+            better = val < best
+            best = np.where(better, val, best)
+            arg = np.where(better, np.int8(d), arg)
+        acc = cost[:, :, c] + best
+        back[:, :, c] = arg
+    path = np.zeros((n, cols), dtype=np.int64)
+    path[:, -1] = np.argmin(acc, axis=1)
+    idx = np.arange(n)
+    for c in range(cols - 1, 0, -1):
+        path[:, c - 1] = path[:, c] - back[idx, path[:, c], c]
+    return path
+
+
+def _band(arr: np.ndarray, center: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``center-half .. center+half`` of ``arr`` (n, rows, cols) per column, clipped."""
+    n, rows, cols = arr.shape
+    offs = np.arange(-half, half + 1)
+    r = np.clip(np.round(center)[:, None, :].astype(np.int64) + offs[None, :, None], 0, rows - 1)
+    return np.take_along_axis(arr, r, axis=1), r
+
+
+def _subpixel(g: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Parabolic sub-pixel peak of ``g`` (n, rows, cols) around integer ``rows`` (n, cols)."""
+    n, nr, _ = g.shape
+    r0 = np.clip(rows, 1, nr - 2)
+    gm = np.take_along_axis(g, (r0 - 1)[:, None], 1)[:, 0]
+    g0 = np.take_along_axis(g, r0[:, None], 1)[:, 0]
+    gp = np.take_along_axis(g, (r0 + 1)[:, None], 1)[:, 0]
+    den = gm - 2 * g0 + gp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off = np.where(den < 0, 0.5 * (gm - gp) / den, 0.0)
+    return rows + np.clip(off, -0.5, 0.5)
+
+
+def _normalise(bscans: np.ndarray) -> np.ndarray:
+    """Per-B-scan robust scaling to about [0, 1] (1st..99.5th percentile of a subsample)."""
+    x = bscans.astype(np.float32)
+    sub = x[:, ::3, ::3]
+    lo = np.percentile(sub, 1, axis=(1, 2), keepdims=True)
+    hi = np.percentile(sub, 99.5, axis=(1, 2), keepdims=True)
+    return np.clip((x - lo) / np.maximum(hi - lo, 1e-6), 0, 1.5)
+
+
+def detect_layers(
+    bscans: np.ndarray, params: LayerParams | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """ILM and BM rows (float, NaN where absent), each ``(n_bscans, width)``.
+
+    ``bscans`` is ``(n_bscans, depth, width)`` or one ``(depth, width)`` B-scan, any intensity
+    scale; row 0 is the vitreous side.
+    """
+    p = params or LayerParams()
+    single = bscans.ndim == 2
+    raw = np.asarray(bscans[None] if single else bscans)
+    pad = padding_mask(raw)
+    x = _normalise(fill_padding(raw, pad) if pad.any() else raw)
+    n, depth, width = x.shape
+    # ---- coarse grid: average A-scans laterally, halve axially
+    fx = max(1, int(round(width / p.coarse_width)))
+    fz = 2 if depth >= 128 else 1
+    wc, dc = width // fx, depth // fz
+    xs = ndimage.gaussian_filter(x, sigma=(0, 1.0, 1.0))
+    coarse = xs[:, : dc * fz, : wc * fx].reshape(n, dc, fz, wc, fx).mean(axis=(2, 4))
+    coarse = ndimage.gaussian_filter(coarse, sigma=(0, 1.0, 1.5))
+    bright = ndimage.gaussian_filter(coarse, sigma=(0, 2.0, 2.0))
+    grad = np.gradient(coarse, axis=1)
+    ok = _retina_present(x, xs, p)
+    # ---- ILM (coarse): positive edge, penalise bright tissue above the candidate
+    thr = _bright_threshold(bright)
+    above = np.cumsum(bright > thr, axis=1) - (bright > thr)
+    gscale = np.maximum(np.percentile(np.abs(grad), 99, axis=(1, 2), keepdims=True), 1e-6)
+    cost_ilm = -np.clip(grad, 0, None) / gscale + 0.15 * above
+    jump_ilm = max(1, int(np.ceil(p.ilm_max_slope * fx / fz)))
+    ilm_c = _dp_path(cost_ilm.astype(np.float32), jump_ilm, 0.02)
+    # ---- BM (coarse): negative edge under a bright band, below the ILM
+    neg = np.clip(-grad, 0, None) / gscale
+    band_above = _mean_above(coarse, max(3, 8 // fz))
+    # a strong edge under a bright band further down means this is not the bottom of the retina
+    edge = neg * band_above
+    strong = (edge > 0.5 * np.percentile(edge, 99.5, axis=(1, 2), keepdims=True)).astype(np.float32)
+    win, gap = max(4, depth // (5 * fz)), max(2, 12 // fz)
+    cs = np.cumsum(strong[:, ::-1], axis=1)[:, ::-1]  # strong edges at this row or deeper
+    cs = np.concatenate([cs, np.zeros_like(cs[:, : win + gap])], axis=1)
+    below_strong = cs[:, gap : dc + gap] - cs[:, win + gap :]
+    cost_bm = -edge + p.bm_below_weight * below_strong
+    rows = np.arange(dc)[None, :, None]
+    below = rows < (ilm_c[:, None, :] + max(2, p.min_thickness // fz))
+    cost_bm = np.where(below, 5.0, cost_bm)
+    jump_bm = max(1, int(np.ceil(p.bm_max_slope * fx / fz)))
+    bm_c = _dp_path(cost_bm.astype(np.float32), jump_bm, 0.05)
+    # ---- back to full resolution: interpolate columns, refine in a band
+    cols_c = (np.arange(wc) + 0.5) * fx - 0.5
+    cols = np.arange(width)
+    ilm0 = np.stack([np.interp(cols, cols_c, (r + 0.5) * fz - 0.5) for r in ilm_c])
+    bm0 = np.stack([np.interp(cols, cols_c, (r + 0.5) * fz - 0.5) for r in bm_c])
+    fine = ndimage.gaussian_filter(x, sigma=(0, 1.5, 2.0))
+    gfine = np.gradient(fine, axis=1)
+    gs = np.maximum(np.percentile(np.abs(gfine), 99, axis=(1, 2), keepdims=True), 1e-6)
+    half = 2 * fz + 3
+    ilm = _refine(np.clip(gfine, 0, None) / gs, ilm0, half, p.ilm_max_slope)
+    bm = _refine(np.clip(-gfine, 0, None) / gs, bm0, half, p.bm_max_slope)
+    bm = _lower_envelope(bm, p.bm_envelope_width)
+    bm = np.maximum(bm, ilm + p.min_thickness)
+    bm = np.minimum(bm, depth - 1)
+    for i in np.nonzero(~ok)[0]:
+        warnings.warn(
+            f"B-scan {i}: no retina detected (blank, noise or no tissue); "
+            "boundaries set to NaN and its retina mask left empty",
+            BScanWarning,
+            stacklevel=2,
+        )
+    ilm[~ok] = np.nan
+    bm[~ok] = np.nan
+    for b in (ilm, bm):  # boundaries that fall on export padding are not seen
+        r = np.clip(np.nan_to_num(np.round(b)).astype(np.int64), 0, depth - 1)
+        b[np.take_along_axis(pad, r[:, None], 1)[:, 0]] = np.nan
+    if single:
+        return ilm[0], bm[0]
+    return ilm, bm
+
+
+def _refine(score: np.ndarray, start: np.ndarray, half: int, max_slope: float) -> np.ndarray:
+    """Best path of ``score`` within ``start ± half`` rows at full resolution (sub-pixel)."""
+    band, rows = _band(score, start, half)
+    path = _dp_path(-band.astype(np.float32), max(1, int(np.ceil(max_slope))), 0.02)
+    r_int = np.take_along_axis(rows, path[:, None], 1)[:, 0]
+    return _subpixel(score, r_int)
+
+
+def _mean_above(img: np.ndarray, k: int) -> np.ndarray:
+    """Mean of the ``k`` rows just above each row (axis 1), edge-padded."""
+    pad = np.concatenate([np.repeat(img[:, :1], k + 1, axis=1), img], axis=1)
+    cs = np.cumsum(pad, axis=1)
+    return (cs[:, k:-1] - cs[:, : -k - 1]) / k
+
+
+def _lower_envelope(rows: np.ndarray, width: int) -> np.ndarray:
+    """Remove upward bulges (smaller rows) narrower than ``width`` columns, then smooth."""
+    if width <= 1:
+        return rows
+    closed = ndimage.grey_closing(rows, size=(1, width), mode="nearest")
+    # keep the detected row where it already lies on the envelope (within 1.5 px)
+    out = np.where(closed - rows > 1.5, closed, rows)
+    return ndimage.uniform_filter1d(out, size=5, axis=1, mode="nearest")
+
+
+def _bright_threshold(img: np.ndarray, frac: float = 0.4) -> np.ndarray:
+    """Per-B-scan threshold ``frac`` of the way from the 50th to the 99th percentile."""
+    lo = np.percentile(img, 50, axis=(1, 2), keepdims=True)
+    hi = np.percentile(img, 99, axis=(1, 2), keepdims=True)
+    return lo + frac * (hi - lo)
+
+
+def _retina_present(x: np.ndarray, xs: np.ndarray, p: LayerParams) -> np.ndarray:
+    """Per B-scan: True when it holds a bright, laterally coherent band (not blank or noise)."""
+    n = x.shape[0]
+    ok = np.zeros(n, dtype=bool)
+    for i in range(n):
+        img = x[i]
+        if float(img.max() - img.min()) < 1e-3:
+            continue
+        # noise level: pixel-to-pixel differences; structure: lateral mean profile contrast
+        noise = float(np.median(np.abs(np.diff(img, axis=1)))) / 0.954 + 1e-6
+        prof = ndimage.uniform_filter1d(img.mean(axis=1), 5)
+        contrast = float(prof.max() - np.median(prof))
+        ok[i] = contrast / noise * np.sqrt(img.shape[1]) / 10 > p.min_contrast
+    return ok
+
+
+def retina_mask(ilm: np.ndarray, bm: np.ndarray, depth: int, margin_px: int = 8) -> np.ndarray:
+    """Boolean ``(n_bscans, depth, width)``: rows ``ilm - margin .. bm + margin``; NaN -> empty."""
+    ilm = np.atleast_2d(ilm)
+    bm = np.atleast_2d(bm)
+    rows = np.arange(depth)[None, :, None]
+    valid = np.isfinite(ilm) & np.isfinite(bm)
+    top = np.where(valid, ilm, np.inf)[:, None, :] - margin_px
+    bot = np.where(valid, bm, -np.inf)[:, None, :] + margin_px
+    return (rows >= np.floor(top)) & (rows <= np.ceil(bot))
+
+
+class DetectLayers(Transform):
+    """Array transform: ``(n, depth, width)`` -> ``(ilm, bm)`` rows, NaN where absent."""
+
+    def __init__(self, params: LayerParams | None = None) -> None:
+        self.params = params or LayerParams()
+
+    def __call__(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return detect_layers(np.asarray(img), self.params)
+
+
+class DetectLayersd(MapTransform):
+    """Dictionary transform: adds ``ilm``, ``bm`` and a retina ``mask`` for ``keys[0]``."""
+
+    def __init__(
+        self,
+        keys: str = "image",
+        margin_px: int = 8,
+        params: LayerParams | None = None,
+        ilm_key: str = "ilm",
+        bm_key: str = "bm",
+        mask_key: str = "mask",
+    ) -> None:
+        super().__init__(keys)
+        self.detector = DetectLayers(params)
+        self.margin_px = margin_px
+        self.ilm_key, self.bm_key, self.mask_key = ilm_key, bm_key, mask_key
+
+    def __call__(self, data: Mapping[Hashable, np.ndarray]) -> dict[Hashable, np.ndarray]:
+        d = dict(data)
+        img = np.asarray(d[self.keys[0]])
+        ilm, bm = self.detector(img)
+        d[self.ilm_key], d[self.bm_key] = ilm, bm
+        d[self.mask_key] = retina_mask(ilm, bm, img.shape[-2], self.margin_px)
+        return d
