@@ -30,9 +30,9 @@ _R = {name: i for i, name in enumerate(REGIONS)}
 
 #: Mean display brightness (0-255 after log compression) of each class, from Spectralis B-scans.
 _DISPLAY = {
-    "nfl": 165.0, "gcl": 120.0, "ipl": 130.0, "inl": 76.0, "opl": 122.0, "onl": 66.0,
-    "elm": 125.0, "is": 84.0, "ez": 205.0, "os": 138.0, "iz": 178.0, "srf": 16.0,
-    "rpe": 218.0, "drusen": 140.0, "bm": 170.0,
+    "nfl": 172.0, "gcl": 128.0, "ipl": 138.0, "inl": 82.0, "opl": 128.0, "onl": 70.0,
+    "elm": 138.0, "is": 96.0, "ez": 215.0, "os": 148.0, "iz": 188.0, "srf": 30.0,
+    "rpe": 226.0, "drusen": 145.0, "bm": 180.0,
 }  # fmt: skip
 _CYST_D, _HRF_D, _VESSEL_D, _SCLERA_D = 10.0, 222.0, 150.0, 8.0
 _LOG_SCALE = 32.0  # display units per natural-log unit of reflectivity
@@ -117,7 +117,7 @@ def make_phantom(
 
     lesion_params = {k: _draw_lesions(k, g, rng_les[k]) for k in kinds}
     for kind, params in lesion_params.items():
-        _apply_lesion_thickness(kind, params, g, thick)
+        _apply_lesion_thickness(kind, params, g, thick, rng_les[kind])
 
     rows, scale = _place_rows(thick, z_bm, depth, sa, rng_anat)
     n, w = n_bscans, width
@@ -261,7 +261,7 @@ def _vessels(g: _Grid, rng) -> dict[str, np.ndarray]:
 
 def _draw_lesions(kind: str, g: _Grid, rng) -> list[dict[str, float]]:
     """Random lesion parameters (centres near the fovea, inside the scanned field)."""
-    count, radius = {"cyst": (7, 1.4), "srf": (1, 0.3), "drusen": (6, 1.8), "hrf": (14, 1.6)}[kind]
+    count, radius = {"cyst": (7, 1.4), "srf": (1, 0.3), "drusen": (10, 2.0), "hrf": (14, 1.6)}[kind]
     count = int(rng.integers(max(1, count - 3), count + 4)) if kind != "srf" else 1
     field_w = g.x_lim[1] - g.x_lim[0]
     # fewer lesions when the scanned field covers little of the lesion zone around the fovea
@@ -302,7 +302,7 @@ def _rho2(p: dict[str, float], X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return ((X - p["x"]) / p["rx"]) ** 2 + ((Y - p["y"]) / max(p["ry"], 1e-9)) ** 2
 
 
-def _apply_lesion_thickness(kind: str, params, g: _Grid, thick: dict[str, np.ndarray]) -> None:
+def _apply_lesion_thickness(kind: str, params, g: _Grid, thick: dict, rng) -> None:
     """Lesions that take room: drusen and fluid lift the layers above, cysts swell their layer."""
     if kind == "drusen":
         h = np.zeros_like(g.X)
@@ -311,8 +311,10 @@ def _apply_lesion_thickness(kind: str, params, g: _Grid, thick: dict[str, np.nda
         thick["drusen"] = h
         thick["onl"] = np.maximum(thick["onl"] - 0.4 * h, 0.4 * thick["onl"])
     elif kind == "srf":
+        ragged = 1 + 0.06 * g.field(rng, 0.35, 16)  # uneven photoreceptor tips over the fluid
         for p in params:
-            thick["srf"] = thick["srf"] + p["h"] * np.clip(1 - _rho2(p, g.X, g.Y), 0, 1) ** 0.75
+            dome = np.clip(1 - _rho2(p, g.X, g.Y), 0, 1) ** 0.8
+            thick["srf"] = thick["srf"] + p["h"] * dome * ragged
     elif kind == "cyst":
         for p in params:
             # smooth swelling, never thinner than the cyst's chord sqrt(1 - rho2) <= exp(-rho2/2)
@@ -363,13 +365,13 @@ def _paint_choroid(refl, top, chor_mm, scale, sa, sl, sb, rng) -> None:
     chor_px = chor_mm * scale / sa
     height = int(min(depth, np.ceil(chor_px.max() + 0.12 * scale / sa)))
     t = np.arange(height, dtype=np.float32)[None, :, None]
-    small = _smooth_noise(rng, (n, height, w), (0.03 / sb, 0.012 * scale / sa, 0.022 / sl))
-    large = _smooth_noise(rng, (n, height, w), (0.06 / sb, 0.03 * scale / sa, 0.06 / sl))
+    small = _smooth_noise(rng, (n, height, w), (0.03 / sb, 0.012 * scale / sa, 0.035 / sl))
+    large = _smooth_noise(rng, (n, height, w), (0.06 / sb, 0.028 * scale / sa, 0.09 / sl))
     frac = np.clip(t / chor_px[:, None, :], 0, 1.5)
     field = (1 - np.minimum(frac, 1)) * small + np.minimum(frac, 1) * large
     t_mm = t * sa / scale
-    lumen = 1 / (1 + np.exp(-(field - 0.2) * 3.0)) * np.clip(t_mm / 0.03, 0, 1)
-    d = 30.0 + 125.0 * np.exp(-t_mm / 0.13) - 45.0 * lumen
+    lumen = 1 / (1 + np.exp(-(field - 0.1) * 4.0)) * np.clip(t_mm / 0.03, 0, 1)
+    d = 30.0 + 130.0 * np.exp(-t_mm / 0.1) - 55.0 * lumen
     below = t - chor_px[:, None, :]
     sclera = np.clip(below / 8.0, 0, 1)
     d = (1 - sclera) * d + sclera * (_SCLERA_D + 22 * np.exp(-np.maximum(below, 0) * sa / 0.08))
@@ -437,7 +439,7 @@ def _speckle_and_log(refl: np.ndarray, rng) -> np.ndarray:
     """Correlated gamma speckle on reflectivity plus noise floor, log-compressed to uint8."""
     shape_k = 0.5
     speckle = rng.standard_gamma(shape_k, refl.shape, dtype=np.float32)
-    speckle = ndimage.gaussian_filter(speckle, (0, 0.7, 1.0), output=np.float32)
+    speckle = ndimage.gaussian_filter(speckle, (0, 0.9, 1.3), output=np.float32)
     speckle /= np.float32(shape_k)
     intensity = (refl + np.float32(np.exp(_FLOOR_D / _LOG_SCALE))) * speckle
     np.log(intensity, out=intensity)
