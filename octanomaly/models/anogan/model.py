@@ -1,0 +1,140 @@
+"""AnoGAN (Schlegl et al. 2017): a DCGAN on healthy patches, scored by latent mapping.
+
+Training is the standard minimax GAN (non-saturating generator loss, BCE with logits), one
+discriminator and one generator update per step. Scoring optimises ``z`` per patch
+(:mod:`octanomaly.models.anogan.mapping`): ``A(x) = (1-lam) R(x) + lam D(x)``, residual
+``|x - G(z)|``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+
+from octanomaly.models.anogan import loss as L
+from octanomaly.models.anogan.mapping import MappingResult, map_latent
+from octanomaly.models.anogan.networks import Discriminator, Generator
+from octanomaly.models.base import AnomalyModel, ModelConfig, PatchScores, dcgan_init
+
+
+class MappingConfig(BaseModel):
+    """Latent mapping settings (Gamma steps, lambda, Adam on z, per-patch early stop)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(500, ge=1)
+    lam: float = Field(0.1, ge=0, le=1)
+    lr: float = Field(0.05, gt=0)
+    early_stop: bool = True
+    patience: int = Field(50, ge=1)
+    rel_tol: float = Field(1e-3, ge=0)
+    discrimination: Literal["feature", "reference"] = "feature"
+    seed: int = 0
+
+
+class AnoGANConfig(ModelConfig):
+    """AnoGAN settings: DCGAN width, latent size, Adam 2e-4 / beta1 0.5, mapping."""
+
+    name: Literal["anogan"] = "anogan"
+    width: int = Field(32, ge=1)
+    nz: int = Field(100, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    mapping: MappingConfig = MappingConfig()
+
+
+class AnoGAN(AnomalyModel):
+    """DCGAN generator ``G`` and discriminator ``D``."""
+
+    name: ClassVar[str] = "anogan"
+    config_cls: ClassVar[type[ModelConfig]] = AnoGANConfig
+    stages: ClassVar[tuple[str, ...]] = ("gan",)
+    trained_nets: ClassVar[dict[str, tuple[str, ...]]] = {"gan": ("G", "D")}
+    cfg: AnoGANConfig
+
+    def __init__(self, cfg: AnoGANConfig):
+        super().__init__(cfg)
+        self.G = Generator(self.patch_size, cfg.nz, cfg.width)
+        self.D = Discriminator(self.patch_size, cfg.width)
+        self.apply(dcgan_init)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.cfg
+        self.optimizers = {
+            "G": torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=c.betas),
+            "D": torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=c.betas),
+        }
+        return self.optimizers
+
+    def train_step(self, real: Tensor, stage: str, step: int) -> dict[str, Tensor]:
+        if stage != "gan":
+            raise ValueError(f"unknown stage {stage!r}")
+        fake = self.net("G")(self.randn(real.shape[0], self.cfg.nz))
+        disc = self.net("D")
+        real_logits, fake_logits = disc(real), disc(fake.detach())
+        loss_d = L.discriminator_loss(real_logits, fake_logits)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.optimizers["D"].step()
+        self.D.requires_grad_(False)
+        loss_g = L.generator_loss(self.D(fake))
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.optimizers["G"].step()
+        self.D.requires_grad_(True)
+        return {
+            "d": loss_d.detach(),
+            "g": loss_g.detach(),
+            "d_real": real_logits.detach().float().sigmoid().mean(),
+            "d_fake": fake_logits.detach().float().sigmoid().mean(),
+        }
+
+    def map(
+        self, x: Tensor, generator: torch.Generator | None = None, **overrides
+    ) -> MappingResult:
+        """Latent mapping of ``x`` with the configured settings (``overrides`` replace some)."""
+        m = self.cfg.mapping.model_copy(update=overrides)
+        if generator is None:
+            generator = torch.Generator(device=x.device).manual_seed(m.seed)
+        with self.evaluating():
+            return map_latent(
+                self.G,
+                self.D,
+                x,
+                self.cfg.nz,
+                steps=m.steps,
+                lam=m.lam,
+                lr=m.lr,
+                generator=generator,
+                early_stop=m.early_stop,
+                patience=m.patience,
+                rel_tol=m.rel_tol,
+                discrimination=m.discrimination,
+            )
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.map(x).reconstruction
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        with self.evaluating(), torch.no_grad():
+            z = torch.randn(n, self.cfg.nz, generator=generator, device=self.device)
+            return self.G(z).float()
+
+    def preview(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        out = {"real": x, "generated": self.sample(x.shape[0], generator)}
+        out["reconstructed"] = self.map(x, steps=min(self.cfg.mapping.steps, 100)).reconstruction
+        return out
+
+    def score(self, x: Tensor, generator: torch.Generator | None = None) -> PatchScores:
+        res = self.map(x, generator)
+        return PatchScores(
+            score=res.loss,
+            residual=(x.float() - res.reconstruction).abs(),
+            parts={
+                "residual_score": res.residual_loss,
+                "discrimination_score": res.discrimination_loss,
+            },
+        )

@@ -1,0 +1,94 @@
+"""GANomaly: score ``A(x) = mean((G_E(x) - E(G(x)))^2)`` per patch, always in eval mode.
+
+The official code never calls ``.eval()`` at test time, so its BatchNorm statistics drift on test
+data; here scoring always runs in eval mode and leaves the running statistics untouched.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from octanomaly.models.base import AnomalyModel, ModelConfig, PatchScores, dcgan_init
+from octanomaly.models.ganomaly import loss as L
+from octanomaly.models.ganomaly.networks import Discriminator, EncDecEnc
+
+
+class GANomalyConfig(ModelConfig):
+    """GANomaly settings (defaults of the paper: w_adv 1, w_con 50, w_enc 1, nz 100)."""
+
+    name: Literal["ganomaly"] = "ganomaly"
+    width: int = Field(32, ge=1)
+    nz: int = Field(100, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    w_adv: float = Field(1.0, ge=0)
+    w_con: float = Field(50.0, ge=0)
+    w_enc: float = Field(1.0, ge=0)
+
+
+class GANomaly(AnomalyModel):
+    """Generator ``G`` (encoder-decoder-encoder) and discriminator ``D``."""
+
+    name: ClassVar[str] = "ganomaly"
+    config_cls: ClassVar[type[ModelConfig]] = GANomalyConfig
+    stages: ClassVar[tuple[str, ...]] = ("gan",)
+    trained_nets: ClassVar[dict[str, tuple[str, ...]]] = {"gan": ("G", "D")}
+    cfg: GANomalyConfig
+
+    def __init__(self, cfg: GANomalyConfig):
+        super().__init__(cfg)
+        self.G = EncDecEnc(self.patch_size, cfg.nz, cfg.width)
+        self.D = Discriminator(self.patch_size, cfg.width)
+        self.apply(dcgan_init)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.cfg
+        self.optimizers = {
+            "G": torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=c.betas),
+            "D": torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=c.betas),
+        }
+        return self.optimizers
+
+    def train_step(self, real: Tensor, stage: str, step: int) -> dict[str, Tensor]:
+        if stage != "gan":
+            raise ValueError(f"unknown stage {stage!r}")
+        c = self.cfg
+        x_hat, z, z_hat = self.net("G")(real)
+        self.D.requires_grad_(False)
+        _, feat_real = self.D(real)
+        _, feat_fake = self.D(x_hat)
+        g = L.generator_loss(feat_real, feat_fake, real, x_hat, z, z_hat, c.w_adv, c.w_con, c.w_enc)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        g["g"].backward()
+        self.optimizers["G"].step()
+        self.D.requires_grad_(True)
+        disc = self.net("D")
+        real_logits, _ = disc(real)
+        fake_logits, _ = disc(x_hat.detach())
+        loss_d = L.discriminator_loss(real_logits, fake_logits)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.optimizers["D"].step()
+        return {k: v.detach() for k, v in g.items()} | {"d": loss_d.detach()}
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        with self.evaluating(), torch.no_grad():
+            return self.G(x)[0].float()
+
+    def score(self, x: Tensor) -> PatchScores:
+        with self.evaluating(), torch.no_grad():
+            x_hat, z, z_hat = self.G(x)
+            latent = (z.float() - z_hat.float()).square().mean(dim=1)
+            residual = (x.float() - x_hat.float()).abs()
+            return PatchScores(
+                score=latent,
+                residual=residual,
+                parts={
+                    "latent_score": latent,
+                    "residual_score": residual.square().flatten(1).mean(1),
+                },
+            )
