@@ -20,7 +20,7 @@ def padding_mask(bscans: np.ndarray, min_border: int = 16, min_area: int = 200) 
 
     ``bscans`` is ``(n, depth, width)``. Pixels within 10 % of the maximum, cleaned by a 5x5
     closing and a 3x3 opening, whose connected region touches the border on ``min_border``
-    pixels and covers ``min_area`` pixels, count as padding (tissue rarely saturates so).
+    pixels, covers ``min_area`` pixels and is >= 80 % saturated, counts as padding.
     """
     x = np.asarray(bscans)
     out = np.zeros(x.shape, dtype=bool)
@@ -29,7 +29,8 @@ def padding_mask(bscans: np.ndarray, min_border: int = 16, min_area: int = 200) 
         if hi - lo <= 0:
             continue
         se5, se3 = np.ones((5, 5), bool), np.ones((3, 3), bool)
-        sat = ndimage.binary_dilation(img >= hi - 0.1 * (hi - lo), se5)
+        raw = img >= hi - 0.1 * (hi - lo)
+        sat = ndimage.binary_dilation(raw, se5)
         sat = ndimage.binary_erosion(sat, se5, border_value=1)  # closing, border kept
         sat = ndimage.binary_dilation(ndimage.binary_erosion(sat, se3, border_value=1), se3)
         if not sat.any():
@@ -40,7 +41,8 @@ def padding_mask(bscans: np.ndarray, min_border: int = 16, min_area: int = 200) 
         border[:, [0, -1]] = True
         on_border = np.bincount(lab[border], minlength=n + 1)
         area = np.bincount(lab.ravel(), minlength=n + 1)
-        keep = (on_border >= min_border) & (area >= min_area)
+        solid = np.bincount(lab.ravel(), weights=raw.ravel(), minlength=n + 1)
+        keep = (on_border >= min_border) & (area >= min_area) & (solid >= 0.8 * area)
         keep[0] = False
         if keep.any():
             out[i] = ndimage.binary_dilation(keep[lab], iterations=3)

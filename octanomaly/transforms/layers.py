@@ -37,7 +37,7 @@ class LayerParams:
     ilm_max_slope: float = 3.0  #: largest ILM row change per A-scan
     bm_max_slope: float = 0.75  #: largest BM row change per A-scan
     min_thickness: int = 8  #: rows between ILM and BM at least
-    bm_envelope_width: int = 61  #: lateral width of the closing that removes RPE bulges
+    bm_envelope_width: int = 31  #: lateral width of the closing that removes RPE bulges
     min_contrast: float = 4.0  #: retina-vs-vitreous contrast in noise units to accept a B-scan
     bm_below_weight: float = 0.05  #: penalty per strong RPE-like edge pixel below a BM candidate
     coarse_width: int = 128  #: approximate number of columns of the coarse search
@@ -203,6 +203,7 @@ def _lower_envelope(rows: np.ndarray, width: int) -> np.ndarray:
     """Remove upward bulges (smaller rows) narrower than ``width`` columns, then smooth."""
     if width <= 1:
         return rows
+    rows = ndimage.median_filter(rows, size=(1, 9), mode="nearest")  # no single-column spikes
     closed = ndimage.grey_closing(rows, size=(1, width), mode="nearest")
     # keep the detected row where it already lies on the envelope (within 1.5 px)
     out = np.where(closed - rows > 1.5, closed, rows)
