@@ -1,0 +1,239 @@
+"""Score a volume: preprocess with the run's own config, score grid patches, stitch, calibrate,
+restore to the input geometry, threshold. :func:`map_volume` is the product's main call.
+
+The anomaly map is the calibrated (z-score vs healthy) stitched residual map, clipped at 0 and
+zero outside the retina. The threshold is a percentile of healthy (default 99): a pixel is
+anomalous above the healthy map's P-th percentile, a B-scan is flagged when its score (mean of
+its top-k patch scores, calibrated) exceeds the healthy B-scans' P-th percentile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import octanomaly
+from octanomaly.config import RunConfig
+from octanomaly.errors import OctanomalyError
+from octanomaly.models import AnomalyModel
+from octanomaly.scoring.calibration import Calibration, _progress, clean_mask, volume_score
+from octanomaly.scoring.stitching import score_stack
+from octanomaly.volume import OCTVolume
+
+#: Default threshold: this percentile of healthy.
+DEFAULT_PERCENTILE: float = 99.0
+#: Mask components smaller than this many pixels (per B-scan) are dropped.
+DEFAULT_MIN_SIZE: int = 50
+#: The volume score is the mean of this many highest B-scan scores.
+VOLUME_TOP_K: int = 3
+
+
+def default_model_dir() -> Path | None:
+    """The bundled default model (``octanomaly/bundled/default/``) if it is installed."""
+    path = Path(octanomaly.__file__).resolve().parent / "bundled" / "default"
+    return path if (path / "model.safetensors").is_file() else None
+
+
+@dataclass
+class LoadedRun:
+    """A trained run ready to score: model (eval, on its device), config, calibration."""
+
+    model: AnomalyModel
+    cfg: RunConfig
+    calibration: Calibration
+    run_dir: Path | None = None
+    run_id: str | None = None
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """``{name, version, run_id, calibration}`` for summaries."""
+        return {
+            "name": self.model.name,
+            "version": octanomaly.__version__,
+            "run_id": self.run_id,
+            "calibration": self.calibration.kind,
+        }
+
+
+def _run_id(weights: Path) -> str:
+    h = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
+    """Load a finished run folder; clear :class:`OctanomalyError` when it does not fit together."""
+    from octanomaly.runs import CALIBRATION_FILE, MODEL_FILE, load_model
+    from octanomaly.training import resolve_device
+
+    run_dir = Path(run_dir)
+    model, cfg, raw = load_model(run_dir, resolve_device(device))
+    where = str(run_dir / CALIBRATION_FILE)
+    if not raw:
+        raise OctanomalyError(f"{where}: missing; the run was not calibrated on healthy data")
+    if raw.get("model", model.name) != model.name or int(
+        raw.get("patch_size", model.patch_size)
+    ) != int(model.patch_size):
+        raise OctanomalyError(
+            f"{where}: made for {raw.get('model')} patch size {raw.get('patch_size')}, "
+            f"but the run is {model.name} patch size {model.patch_size}"
+        )
+    try:
+        calibration = Calibration.from_json(raw, where)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OctanomalyError(f"{where}: unreadable calibration ({exc})") from None
+    return LoadedRun(model, cfg, calibration, run_dir, _run_id(run_dir / MODEL_FILE))
+
+
+def _as_run(model: LoadedRun | str | Path, device: str) -> LoadedRun:
+    if isinstance(model, LoadedRun):
+        if str(device) != "auto":
+            from octanomaly.training import resolve_device
+
+            model.model.to(resolve_device(device))
+        return model
+    return load_run(model, device)
+
+
+@dataclass
+class MapResult:
+    """Maps and scores of one volume, all in its own geometry ``(n_bscans, depth, width)``.
+
+    Attributes:
+        anomaly: float32 z-scores vs healthy (clipped at 0; 0 outside the retina).
+        mask: uint8 anomalous voxels (``anomaly > threshold``, small components removed).
+        residual: float32 raw stitched residual map (mean ``|x - x_hat|``; smoothed).
+        score_map: float32 raw stitched patch-score map.
+        retina: bool retina mask the maps are restricted to.
+        bscan_scores: calibrated B-scan scores ``(n,)`` (NaN where a B-scan has no retina).
+        volume_score: mean of the top :data:`VOLUME_TOP_K` B-scan scores.
+        flagged: B-scans whose score exceeds ``bscan_threshold``.
+        threshold: pixel threshold (z) on ``anomaly``; ``percentile`` of healthy it stands for.
+    """
+
+    anomaly: np.ndarray
+    mask: np.ndarray
+    residual: np.ndarray
+    score_map: np.ndarray
+    retina: np.ndarray
+    bscan_scores: np.ndarray
+    volume_score: float | None
+    flagged: list[int]
+    threshold: float
+    bscan_threshold: float
+    percentile: float
+    stride: int
+    n_patches: int
+    model: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _threshold(run: LoadedRun, threshold: float | None) -> tuple[float, float, float]:
+    p = DEFAULT_PERCENTILE if threshold is None else float(threshold)
+    pixel, bscan = run.calibration.thresholds(p)
+    return p, pixel, bscan
+
+
+def map_volume(
+    volume: OCTVolume,
+    model: LoadedRun | str | Path,
+    *,
+    stride: int | None = None,
+    device: str = "auto",
+    threshold: float | None = None,
+    min_size: int = DEFAULT_MIN_SIZE,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> MapResult:
+    """Anomaly maps, mask and scores of ``volume`` with a run folder or :class:`LoadedRun`.
+
+    ``stride`` defaults to the run's ``preprocessing.score_stride``; ``threshold`` is a
+    percentile of healthy (default 99).
+    """
+    from octanomaly.transforms.preprocess import preprocess_volume, restore_map
+
+    run = _as_run(model, device)
+    cal = run.calibration
+    percentile, pix_thr, bscan_thr = _threshold(run, threshold)
+    pre = run.cfg.preprocessing
+    stride = int(stride or pre.score_stride)
+    if stride < 1:
+        raise OctanomalyError(f"stride must be a positive number of pixels, got {stride}")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    prep = preprocess_volume(volume, pre)
+    timings["preprocess"] = time.perf_counter() - t0
+    batch_size = batch_size or run.cfg.training.score_batch_size
+    with _progress(progress) as bar:
+        maps = score_stack(
+            run.model, prep["image"], prep["mask"], stride=stride, top_k=cal.top_k,
+            smooth_sigma=cal.smooth_sigma, batch_size=batch_size, amp=run.cfg.training.amp,
+            progress=bar.progress,
+        )  # fmt: skip
+    timings.update(maps.timings)
+
+    t0 = time.perf_counter()
+    inside = prep["mask"]
+    raw = maps.residual if cal.source == "residual" else maps.score
+    z = np.where(inside, np.maximum(cal.pixel.z(raw), 0.0), 0.0).astype(np.float32)
+    bscan_z = cal.bscan_z(maps.top_scores)
+    timings["calibrate"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    retina = restore_map(inside, prep).astype(bool)
+    anomaly = np.where(retina, np.maximum(restore_map(z, prep), 0.0), 0.0).astype(np.float32)
+    residual = np.where(retina, restore_map(maps.residual, prep), 0.0).astype(np.float32)
+    score_map = np.where(retina, restore_map(maps.score, prep), 0.0).astype(np.float32)
+    mask = clean_mask(anomaly, pix_thr, min_size) * retina.astype(np.uint8)
+    timings["restore"] = time.perf_counter() - t0
+
+    flagged = [int(i) for i in np.flatnonzero(np.nan_to_num(bscan_z, nan=-np.inf) > bscan_thr)]
+    return MapResult(
+        anomaly=anomaly,
+        mask=mask,
+        residual=residual,
+        score_map=score_map,
+        retina=retina,
+        bscan_scores=bscan_z,
+        volume_score=volume_score(bscan_z, VOLUME_TOP_K),
+        flagged=flagged,
+        threshold=pix_thr,
+        bscan_threshold=bscan_thr,
+        percentile=percentile,
+        stride=stride,
+        n_patches=maps.n_patches,
+        model=run.info,
+        timings=timings,
+    )
+
+
+def score_bscans(
+    volume: OCTVolume,
+    model: LoadedRun | str | Path,
+    *,
+    stride: int | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Calibrated image-level score of every B-scan of ``volume`` (``(n,)``, NaN: no retina).
+
+    The same preprocessing, patch grid and B-scan score as :func:`map_volume`, without maps.
+    """
+    from octanomaly.transforms.preprocess import preprocess_volume
+
+    run = _as_run(model, device)
+    prep = preprocess_volume(volume, run.cfg.preprocessing)
+    maps = score_stack(
+        run.model, prep["image"], prep["mask"],
+        stride=int(stride or run.cfg.preprocessing.score_stride), top_k=run.calibration.top_k,
+        batch_size=batch_size or run.cfg.training.score_batch_size, amp=run.cfg.training.amp,
+        maps=False,
+    )  # fmt: skip
+    return run.calibration.bscan_z(maps.top_scores)
