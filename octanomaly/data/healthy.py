@@ -3,9 +3,9 @@ cached as tensors, and sampled as random retina patches per training step.
 
 A 2-D image file is its own 1-B-scan volume; its split group is the file stem without a
 trailing ``-<n>``/``_<n>`` counter when the rest holds a patient number (``NORMAL-123-4`` ->
-``NORMAL-123``), so B-scans of one patient never straddle the train/validation split. Every
-other readable file is a volume and its own group. B-scans keep their native width (512 or 768
-px Kermany scans are never resized to one shape).
+``NORMAL-123``, in whatever folder), so B-scans of one patient never straddle the
+train/validation split. Every other readable file is a volume and its own group. B-scans
+keep their native width (512 or 768 px Kermany scans are never resized to one shape).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ class Item:
 
 
 def group_of(path: Path) -> str:
-    """Split group of a B-scan image: the stem minus a trailing counter if a patient id stays."""
-    stem = path.stem
-    m = re.match(r"^(.*\d.*?)[-_]\d+$", stem)
-    return f"{path.parent}/{m.group(1) if m else stem}"
+    """Split group of a B-scan image: the stem minus a trailing counter if a patient id stays
+    (same patient in any folder = one group), else the file itself."""
+    m = re.match(r"^(.*\d.*?)[-_]\d+$", path.stem)
+    return f"patient:{m.group(1)}" if m else str(path)
 
 
 def find_items(paths: Sequence[str | Path]) -> list[Item]:

@@ -132,7 +132,8 @@ def resize_bscans(x: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.n
         return x
     zoom = (1.0, shape[0] / x.shape[1], shape[1] / x.shape[2])
     if x.dtype == bool:
-        return ndimage.zoom(x.astype(np.float32), zoom, order=1, grid_mode=True) >= 0.5
+        z = ndimage.zoom(x.astype(np.float32), zoom, order=1, grid_mode=True, mode="nearest")
+        return z >= 0.5
     out = ndimage.zoom(x.astype(np.float32), zoom, order=order, grid_mode=True, mode="nearest")
     return out.astype(np.float32)
 
