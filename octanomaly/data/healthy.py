@@ -91,11 +91,14 @@ class PatchSampler:
         for i, (b, m) in enumerate(zip(bscans, masks, strict=True)):
             img[i, : b.shape[0], : b.shape[1]] = b
             msk[i, : m.shape[0], : m.shape[1]] = m
-        pos = (
-            valid_positions(msk, p, cfg.min_retina_coverage, cfg.train_stride)
-            if n
-            else np.zeros((0, 3), dtype=np.int64)
-        )
+        # positions per B-scan on its own extent: no patch reaches into the shared padding
+        pos_list = [np.zeros((0, 3), dtype=np.int64)]
+        for i, m in enumerate(masks):
+            v = valid_positions(m[None], p, cfg.min_retina_coverage, cfg.train_stride)
+            v = v[(v[:, 1] + p <= m.shape[0]) & (v[:, 2] + p <= m.shape[1])]
+            v[:, 0] = i
+            pos_list.append(v)
+        pos = np.concatenate(pos_list)
         self.images = torch.from_numpy(img).to(self.device)
         self.masks = torch.from_numpy(msk).to(self.device)
         self.positions = torch.from_numpy(pos).to(self.device)

@@ -40,6 +40,7 @@ class LayerParams:
     bm_envelope_width: int = 31  #: lateral width of the closing that removes RPE bulges
     min_contrast: float = 4.0  #: retina-vs-vitreous contrast in noise units to accept a B-scan
     bm_below_weight: float = 0.05  #: penalty per strong RPE-like edge pixel below a BM candidate
+    ilm_tissue_frac: float = 0.25  #: tissue threshold, 50th..99th percentile fraction
     coarse_width: int = 128  #: approximate number of columns of the coarse search
 
 
@@ -131,7 +132,7 @@ def detect_layers(
     grad = np.gradient(coarse, axis=1)
     ok = _retina_present(x, xs, p)
     # ---- ILM (coarse): positive edge, penalise bright tissue above the candidate
-    thr = _bright_threshold(bright)
+    thr = _bright_threshold(bright, p.ilm_tissue_frac)
     above = np.cumsum(bright > thr, axis=1) - (bright > thr)
     gscale = np.maximum(np.percentile(np.abs(grad), 99, axis=(1, 2), keepdims=True), 1e-6)
     cost_ilm = -np.clip(grad, 0, None) / gscale + 0.15 * above
