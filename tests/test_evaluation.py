@@ -204,13 +204,13 @@ def phantom_data(tmp_path_factory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("phantom_eval")
     data, masks = root / "data", root / "masks"
-    healthy = make_phantom(10, n_bscans=4, depth=128, width=128)
+    healthy = make_phantom(10, n_bscans=3, depth=128, width=96)
     for i, b in enumerate(healthy.volume.data):
         _save(data / "NORMAL" / f"h{i}.png", b)
         _save(masks / f"h{i}.png", np.zeros_like(b))
     for kind in ("cyst", "srf"):
-        ph = make_phantom(20, n_bscans=5, depth=128, width=128, lesions=kind)
-        for i in (1, 2, 3):
+        ph = make_phantom(20, n_bscans=5, depth=128, width=96, lesions=kind)
+        for i in (1, 3):
             _save(data / kind.upper() / f"{kind}{i}.png", ph.volume.data[i])
             _save(masks / f"{kind}{i}.png", ph.lesion_mask[i].astype(np.uint8) * 255)
     return data, masks
@@ -234,10 +234,10 @@ def test_cli_with_tiny_model_and_masks(phantom_data, tiny_run, tmp_path):
         assert 0.0 <= m[key] <= 1.0, key
     assert 0.0 <= m["dice"] <= 1.0 or m["dice"] is None
     assert set(m["per_class_auroc"]) == {"CYST", "SRF"}
-    assert (m["n_normal"], m["n_abnormal"]) == (4, 6)
-    assert m["pixel"]["n_pixels"] == 10 * 128 * 128
+    assert (m["n_normal"], m["n_abnormal"]) == (3, 4)
+    assert m["pixel"]["n_pixels"] == 7 * 128 * 96
     rows = list(csv.DictReader(open(out / "scores.csv")))
-    assert len(rows) == 10
+    assert len(rows) == 7
     for r in rows:
         assert r["flagged"] == str(int(float(r["score"]) > m["bscan_threshold"]))
     assert "AUROC" in res.output and "CYST vs NORMAL" in res.output

@@ -140,8 +140,13 @@ def _load_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return data > 0
 
 
-def _problem(exc: Exception) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _problem(exc: Exception, path: Path | None = None) -> str:
+    """One line; an :class:`InputError` about ``path`` itself gives just its problem."""
+    if isinstance(exc, InputError) and path is not None and exc.path == path:
+        text = exc.problem
+    else:
+        text = str(exc)
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def evaluate_folder(
@@ -174,8 +179,8 @@ def evaluate_folder(
         try:
             row = _score_item(item, rel, scorer, mask_of.get(item.path), whole, retina, bad_masks)
         except (OctanomalyError, OSError, ValueError) as exc:
-            bad.append({"file": rel, "error": _problem(exc)})
-            warn(f"skipped {rel}: {_problem(exc)}")
+            bad.append({"file": rel, "error": _problem(exc, item.path)})
+            warn(f"skipped {rel}: {_problem(exc, item.path)}")
         else:
             rows.append(row)
             n_bscans += row.n_bscans
