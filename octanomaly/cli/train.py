@@ -1,0 +1,63 @@
+"""``octanomaly train``: learn healthy appearance from volumes/B-scans with a GAN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from octanomaly.cli.app import command, console
+
+
+@command()
+def train(
+    data: Annotated[
+        list[Path],
+        typer.Argument(help="Healthy volumes, B-scan images or folders of them."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Run folder to create, e.g. runs/NAME.")],
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="fanogan (default), anogan or ganomaly."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML config (default: configs/<model>.yaml)."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="Cap the steps of every stage.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Patches per step (per GPU).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")
+    ] = False,
+) -> None:
+    """Train a model on healthy data; writes weights, config, logs and calibration to --out."""
+    from octanomaly.config import load_config
+    from octanomaly.data.healthy import load_healthy
+    from octanomaly.training import resolve_device
+    from octanomaly.training import train as run_training
+
+    training: dict[str, int] = {}
+    if batch_size is not None:
+        training["batch_size"] = batch_size
+    if seed is not None:
+        training["seed"] = seed
+    if resume and config is None and (out / "checkpoint" / "config.yaml").is_file():
+        config = out / "checkpoint" / "config.yaml"
+    cfg = load_config(config, model=model, overrides={"training": training} if training else None)
+    dev = resolve_device(device)
+    train_s, val_s = load_healthy(
+        data,
+        cfg.preprocessing,
+        val_fraction=cfg.training.val_fraction,
+        seed=cfg.training.seed,
+        device=dev,
+    )
+    run_dir = run_training(cfg, train_s, val_s, out, device=dev, resume=resume, max_steps=max_steps)
+    console.print(f"trained {cfg.model.name}: {run_dir}")
