@@ -15,3 +15,12 @@ def layered_patches(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     x = profile[:, None, :, None].expand(n, 1, size, size) * 0.8
     x = x + 0.05 * torch.randn(n, 1, size, size, generator=g)
     return x.clamp(-1, 1).contiguous()
+
+
+def one_thread():
+    """Fixture body: run with one torch thread (tiny convs on a shared 2-core box are far
+    faster without thread spinning), restoring the previous count after the test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

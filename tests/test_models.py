@@ -12,8 +12,9 @@ from octanomaly.models.fanogan import FAnoGAN, FAnoGANConfig
 from octanomaly.models.fanogan.networks import Critic, Encoder, Generator
 from octanomaly.models.ganomaly import GANomaly, GANomalyConfig
 from octanomaly.transforms.preprocess import PreprocessingConfig
-from tests._patches import layered_patches
+from tests._patches import layered_patches, one_thread
 
+_single_thread = pytest.fixture(autouse=True)(one_thread)
 P = 32
 CONFIGS = {
     "fanogan": lambda: FAnoGANConfig(patch_size=P, width=8, nz=16),

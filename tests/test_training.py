@@ -19,8 +19,9 @@ from octanomaly.models.fanogan import FAnoGANConfig
 from octanomaly.models.ganomaly import GANomalyConfig
 from octanomaly.training import TensorSampler, Trainer, train
 from octanomaly.transforms.preprocess import PreprocessingConfig
-from tests._patches import layered_patches
+from tests._patches import layered_patches, one_thread
 
+_single_thread = pytest.fixture(autouse=True)(one_thread)
 P = 32
 MODEL_CFGS = {
     "fanogan": lambda: FAnoGANConfig(width=4, nz=8, n_critic=2),
@@ -224,3 +225,32 @@ def test_ddp_gloo_two_processes_keep_weights_in_sync(tmp_path):
             assert torch.equal(r0[k], r1[k]), f"{name}: {k} differs between ranks"
         assert (tmp_path / name / "model.safetensors").is_file()  # written by rank 0
         assert (tmp_path / name / "calibration.json").is_file()
+
+
+def test_cli_train_on_phantom_volumes(tmp_path):
+    from typer.testing import CliRunner
+
+    from octanomaly.cli import app
+    from octanomaly.data.phantom import make_phantom
+    from octanomaly.io import nifti
+
+    vols = []
+    for s in (0, 1):
+        vols.append(str(tmp_path / f"h{s}.nii.gz"))
+        nifti.write_volume(make_phantom(seed=s, n_bscans=3, depth=256, width=256).volume, vols[-1])
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "model: {name: ganomaly, width: 4, nz: 8}\n"
+        "training: {batch_size: 4, log_every: 1, checkpoint_every: 2, n_samples: 4,"
+        " calibration_patches: 16, score_batch_size: 8}\n"
+        "preprocessing: {patch_size: 32}\n"
+    )
+    out = tmp_path / "run"
+    args = ["train", *vols, "--config", str(cfg), "--out", str(out), "--device", "cpu"]
+    res = CliRunner().invoke(app, [*args, "--max-steps", "2", "--seed", "5", "--batch-size", "3"])
+    assert res.exit_code == 0, res.output
+    saved = load_config(out / "config.yaml")
+    assert saved.training.seed == 5 and saved.training.batch_size == 3  # CLI overrides the YAML
+    assert saved.preprocessing.patch_size == P and (out / "model.safetensors").is_file()
+    res = CliRunner().invoke(app, [*args, "--model", "anogan"])
+    assert res.exit_code == 2 and "--model 'anogan'" in res.output

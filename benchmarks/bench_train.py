@@ -1,0 +1,147 @@
+"""Training and scoring throughput of the models (patches/s, achieved FLOP rate).
+
+    python benchmarks/bench_train.py --device cuda --model fanogan --width 64 --batch 64
+    python benchmarks/bench_train.py --device cpu --threads 2 --widths 16 32 64 --steps 3
+
+Training counts real patches per second through ``train_step`` (for f-AnoGAN's GAN stage one
+step = one critic update, plus a generator update every ``n_critic`` steps). Scoring counts
+patches per second through ``model.score`` (AnoGAN: one mapping *step* per patch, reported as
+such, since a full mapping is ``steps`` times slower). FLOPs come from
+``torch.utils.flop_counter``; on CUDA the rate is compared with the bf16 matrix peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from octanomaly.models import build_model
+from octanomaly.models.anogan import AnoGANConfig
+from octanomaly.models.fanogan import FAnoGANConfig
+from octanomaly.models.ganomaly import GANomalyConfig
+
+PEAK_BF16 = 790e12
+CONFIGS = {"fanogan": FAnoGANConfig, "anogan": AnoGANConfig, "ganomaly": GANomalyConfig}
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn, dev: torch.device, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(dev)
+    t = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    _sync(dev)
+    return (time.perf_counter() - t) / steps
+
+
+def _flops(fn) -> float:
+    """FLOPs of one call; NaN where the counter cannot follow (AnoGAN's autograd.grad on z)."""
+    try:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+    except RuntimeError:
+        return float("nan")
+    return counter.get_total_flops()
+
+
+def bench(
+    name: str,
+    width: int,
+    patch: int,
+    batch: int,
+    score_batch: int,
+    steps: int,
+    dev: torch.device,
+    amp: bool,
+) -> dict:
+    """Throughput of one model configuration."""
+    torch.manual_seed(0)
+    cfg = CONFIGS[name](width=width, patch_size=patch)
+    if name == "anogan":
+        cfg.mapping.steps, cfg.mapping.early_stop = 1, False
+    model = build_model(cfg).to(dev)
+    cl = dev.type == "cuda"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    model.configure_optimizers()
+    model.generator = torch.Generator(device=dev).manual_seed(1)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    x = (torch.rand(batch, 1, patch, patch, device=dev) * 2 - 1).contiguous(memory_format=fmt)
+    xs = (torch.rand(score_batch, 1, patch, patch, device=dev) * 2 - 1).contiguous(
+        memory_format=fmt
+    )
+    use_amp = amp and dev.type == "cuda"
+    stage = model.stages[0]
+    model.begin_stage(stage)
+    counter = iter(range(10**9))
+
+    def train_step() -> None:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            model.train_step(x, stage, next(counter))
+
+    def score() -> None:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            model.score(xs)
+
+    n_critic = getattr(cfg, "n_critic", 1)
+    t_train = _timed(train_step, dev, steps * n_critic, n_critic)
+    f_train = sum(_flops(train_step) for _ in range(n_critic)) / n_critic
+    t_score = _timed(score, dev, steps, 1)
+    f_score = _flops(score)
+    out = {
+        "model": name,
+        "width": width,
+        "patch": patch,
+        "device": str(dev),
+        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "train_patches_per_s": round(batch / t_train, 1),
+        "train_TFLOPs": round(f_train / t_train / 1e12, 3),
+        "score_patches_per_s": round(score_batch / t_score, 1),
+        "score_TFLOPs": round(f_score / t_score / 1e12, 3),
+        "score_GFLOP_per_patch": round(f_score / score_batch / 1e9, 3),
+    }
+    if dev.type == "cuda":
+        out["train_pct_of_bf16_peak"] = round(100 * f_train / t_train / PEAK_BF16, 2)
+        out["score_pct_of_bf16_peak"] = round(100 * f_score / t_score / PEAK_BF16, 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--models", nargs="+", default=["fanogan", "anogan", "ganomaly"])
+    ap.add_argument("--widths", nargs="+", type=int, default=[64])
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--score-batch", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    ap.add_argument("--no-amp", action="store_true")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    dev = torch.device(
+        "cuda"
+        if a.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if a.device == "auto" else a.device)
+    )
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    for name in a.models:
+        for w in a.widths:
+            r = bench(name, w, a.patch, a.batch, a.score_batch, a.steps, dev, not a.no_amp)
+            print(json.dumps(r), flush=True)
+
+
+if __name__ == "__main__":
+    main()
