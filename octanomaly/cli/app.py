@@ -8,6 +8,7 @@ exit with code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -29,6 +30,11 @@ err_console = Console(stderr=True, soft_wrap=True)
 _state: dict[str, bool] = {"debug": False}
 
 EXIT_BAD_INPUT = 2
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Warnings (e.g. a B-scan without retina) as one plain line on stderr."""
+    err_console.print(f"octanomaly: warning: {message}", markup=False, highlight=False)
 
 
 def fail(message: str) -> None:
@@ -75,3 +81,5 @@ def _main(
     ] = False,
 ) -> None:
     _state["debug"] = debug
+    if not debug:
+        warnings.showwarning = _show_warning
