@@ -23,10 +23,9 @@ import numpy as np
 from octanomaly.errors import InputError, OctanomalyError
 from octanomaly.evaluation.dataset import Item, discover, match_masks
 from octanomaly.evaluation.metrics import PixelAccumulator, image_metrics
+from octanomaly.scoring.calibration import VOLUME_TOP_K, volume_score
 from octanomaly.volume import OCTVolume
 
-#: Image score of a volume: mean of this many highest B-scan scores (as ``map_volume``).
-VOLUME_TOP_K = 3
 #: Files that ``write_evaluation`` writes.
 OUTPUT_FILES = ("metrics.json", "scores.csv", "roc.png", "scores_hist.png")
 
@@ -122,9 +121,8 @@ class Evaluation:
 
 def image_score(bscan_scores: np.ndarray) -> float:
     """A B-scan's score, or a volume's: mean of its :data:`VOLUME_TOP_K` best (NaN if none)."""
-    x = np.asarray(bscan_scores, dtype=np.float64)
-    x = np.sort(x[np.isfinite(x)])[::-1]
-    return float(x[:VOLUME_TOP_K].mean()) if x.size else float("nan")
+    score = volume_score(bscan_scores, VOLUME_TOP_K)
+    return float("nan") if score is None else score
 
 
 def _load(path: Path) -> OCTVolume:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 LEVELS: np.ndarray = np.linspace(0.0, 100.0, 1001)
 #: Smallest std used to divide (a degenerate healthy distribution must not give inf).
 _MIN_STD = 1e-8
+#: The volume score is the mean of this many highest B-scan scores.
+VOLUME_TOP_K: int = 3
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ class Calibration:
         return self.pixel.z_at(percentile), self.bscan.z_at(percentile)
 
 
-def volume_score(bscan_z: np.ndarray, k: int = 3) -> float | None:
+def volume_score(bscan_z: np.ndarray, k: int = VOLUME_TOP_K) -> float | None:
     """Volume score: mean of the ``k`` highest calibrated B-scan scores (None if none)."""
     x = np.asarray(bscan_z, dtype=np.float64)
     x = np.sort(x[np.isfinite(x)])[::-1]

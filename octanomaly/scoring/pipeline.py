@@ -21,7 +21,13 @@ import octanomaly
 from octanomaly.config import RunConfig
 from octanomaly.errors import OctanomalyError
 from octanomaly.models import AnomalyModel
-from octanomaly.scoring.calibration import Calibration, _progress, clean_mask, volume_score
+from octanomaly.scoring.calibration import (
+    VOLUME_TOP_K,
+    Calibration,
+    _progress,
+    clean_mask,
+    volume_score,
+)
 from octanomaly.scoring.stitching import score_stack
 from octanomaly.volume import OCTVolume
 
@@ -29,8 +35,6 @@ from octanomaly.volume import OCTVolume
 DEFAULT_PERCENTILE: float = 99.0
 #: Mask components smaller than this many pixels (per B-scan) are dropped.
 DEFAULT_MIN_SIZE: int = 50
-#: The volume score is the mean of this many highest B-scan scores.
-VOLUME_TOP_K: int = 3
 
 
 def default_model_dir() -> Path | None:
