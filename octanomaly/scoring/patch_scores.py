@@ -53,12 +53,13 @@ def score_patches(
     scores = np.empty(n, dtype=np.float64)
     residuals = np.empty((n, p, p), dtype=np.float32)
     was_training = model.training
+    model.to(memory_format=torch.channels_last)  # oneDNN/cuDNN fast path (1.2-3x on CPU)
     model.eval()
     try:
         with _grad_context(model):
             for start in range(0, n, batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(patches[start : start + batch_size]))
-                x = x.to(device, non_blocking=True)
+                x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     s = model.score(x)
                 stop = start + x.shape[0]
