@@ -12,7 +12,6 @@ Patient-identifying fields go only to ``OCTVolume.phi``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from octanomaly.errors import InputError
+from octanomaly.io.images import natural_key
 from octanomaly.volume import DEFAULT_SPACING, OCTVolume
 
 FORMAT = "dicom-opt"
@@ -98,11 +98,7 @@ def _is_dicom_file(path: Path) -> bool:
 
 def _folder_files(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-    return sorted((p for p in files if p.name.upper() != "DICOMDIR"), key=_natural_key)
-
-
-def _natural_key(path: Path) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+    return sorted((p for p in files if p.name.upper() != "DICOMDIR"), key=natural_key)
 
 
 def sniff(path: Path) -> bool:
