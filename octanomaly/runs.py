@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from octanomaly.config import RunConfig, dump_config, load_config
 from octanomaly.errors import InputError, OctanomalyError
-from octanomaly.io.atomic import atomic_dir, atomic_path
+from octanomaly.io.atomic import atomic_dir, atomic_path, write_text
 from octanomaly.models import AnomalyModel, build_model
 
 MODEL_FILE = "model.safetensors"
@@ -33,14 +33,7 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_text(path, json.dumps(data, indent=1))
 
 
 def save_weights(path: Path, model: AnomalyModel) -> None:

@@ -43,6 +43,14 @@ def atomic_path(dest: str | Path, protect: tuple[Path, ...] = ()) -> Iterator[Pa
             tmp_path.unlink()
 
 
+def write_text(path: str | Path, text: str, protect: tuple[Path, ...] = ()) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    path = Path(path)
+    with atomic_path(path, protect=protect) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``dest``; on success it replaces ``dest`` as a whole."""

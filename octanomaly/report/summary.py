@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from octanomaly.errors import OctanomalyError
-from octanomaly.io.atomic import atomic_path
+from octanomaly.io.atomic import write_text
 
 #: Shorter PHI values (e.g. sex 'M') are not searched for: they would match everywhere.
 _MIN_PHI_LEN = 3
@@ -119,7 +119,4 @@ def write_summary(
     text = summary_json(summary)
     if phi:
         assert_no_phi(text, phi)
-    path = Path(path)
-    with atomic_path(path, protect=protect) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
+    return write_text(path, text, protect=protect)
