@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from octanomaly.cli.app import command, console, err_console
+from octanomaly.cli.options import DeviceOption, ModelOption, StrideOption
 
 
 def _fmt(v: Any) -> str:
@@ -53,10 +54,7 @@ def evaluate(
             show_default=False,
         ),
     ],
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="Run folder of a trained model (default: the bundled one)."),
-    ] = None,
+    model: ModelOption = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -75,9 +73,7 @@ def evaluate(
             "by name without extension; adds pixel AUROC/AP and Dice.",
         ),
     ] = None,
-    device: Annotated[
-        str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")
-    ] = "auto",
+    device: DeviceOption = "auto",
     limit_per_class: Annotated[
         int | None,
         typer.Option(
@@ -90,10 +86,7 @@ def evaluate(
             "--threshold", help="Flag threshold: percentile of healthy B-scan scores (0-100)."
         ),
     ] = 99.0,
-    stride: Annotated[
-        int | None,
-        typer.Option("--stride", min=1, help="Patch grid stride in px (default: the run's)."),
-    ] = None,
+    stride: StrideOption = None,
 ) -> None:
     """Score a labelled folder; write metrics.json, scores.csv, roc.png, scores_hist.png."""
     from rich.progress import (

@@ -9,12 +9,15 @@ from typing import Annotated
 import typer
 
 from octanomaly.cli.app import command, console, err_console
-from octanomaly.cli.options import PhiOption, SpacingOption
+from octanomaly.cli.options import (
+    DeviceOption,
+    ModelOption,
+    PhiOption,
+    SpacingOption,
+    StrideOption,
+)
 from octanomaly.errors import OctanomalyError
 
-DeviceOption = Annotated[
-    str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")
-]
 NO_MODEL = (
     "no model: pass --model RUN_DIR (a folder made by `octanomaly train HEALTHY... --out RUN_DIR`);"
     " no bundled default model is installed"
@@ -58,19 +61,13 @@ def map_command(
         list[Path],
         typer.Argument(help="OCT volumes (files or folders) to map.", show_default=False),
     ],
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="Run folder of a trained model (default: the bundled one)."),
-    ] = None,
+    model: ModelOption = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Output folder (default: beside each input; never over it)."),
     ] = None,
     device: DeviceOption = "auto",
-    stride: Annotated[
-        int | None,
-        typer.Option("--stride", min=1, help="Patch grid stride in px (default: the run's)."),
-    ] = None,
+    stride: StrideOption = None,
     threshold: Annotated[
         float | None,
         typer.Option(
@@ -136,9 +133,7 @@ def calibrate(
         typer.Argument(help="Held-out healthy volumes or B-scan images (not trained on)."),
     ],
     device: DeviceOption = "auto",
-    stride: Annotated[
-        int | None, typer.Option("--stride", min=1, help="Patch grid stride (default: the run's).")
-    ] = None,
+    stride: StrideOption = None,
 ) -> None:
     """Measure healthy map and B-scan statistics for calibrated maps; updates calibration.json."""
     from octanomaly.data.healthy import find_items

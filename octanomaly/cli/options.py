@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,4 +17,15 @@ SpacingOption = Annotated[
 PhiOption = Annotated[
     bool,
     typer.Option("--phi", help="Also show patient-identifying fields (name, ID, birth date)."),
+]
+ModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", help="Run folder of a trained model (default: the bundled one)."),
+]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")
+]
+StrideOption = Annotated[
+    int | None,
+    typer.Option("--stride", min=1, help="Patch grid stride in px (default: the run's)."),
 ]
