@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import nibabel as nib
 import numpy as np
 import pytest
@@ -50,10 +48,8 @@ def test_deterministic_per_seed():
     assert not np.allclose(a.ilm, c.ilm)
 
 
-def test_shape_dtype_spacing_and_speed():
-    start = time.perf_counter()
+def test_shape_dtype_spacing():
     ph = make_phantom(seed=0, n_bscans=4, depth=128, width=128)
-    elapsed = time.perf_counter() - start
     vol = ph.volume
     assert vol.shape == (4, 128, 128)
     assert vol.data.dtype == np.uint8
@@ -61,7 +57,6 @@ def test_shape_dtype_spacing_and_speed():
     assert vol.source_format == "phantom" and vol.laterality == "OD"
     assert ph.ilm.shape == ph.bm.shape == (4, 128)
     assert all(m.shape == vol.shape and m.dtype == bool for m in ph.masks.values())
-    assert elapsed < 0.5, f"4x128x128 phantom took {elapsed:.2f} s"
     vol.validate()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -113,20 +112,6 @@ def test_save_bscan_overlay_writes_png_of_expected_size_and_content(tmp_path):
     np.testing.assert_array_equal(panel[top], expected[top])
     strip = img[TITLE_HEIGHT:, w:]
     assert strip.std() > 20  # a colour bar was drawn, not a blank margin
-
-
-def test_overlay_is_fast_enough_for_a_volume(tmp_path):
-    rng = np.random.default_rng(2)
-    bscan = rng.random((496, 512), dtype=np.float32)
-    anomaly = np.clip(rng.normal(0, 2, (496, 512)), 0, None).astype(np.float32)
-    mask = anomaly > 4
-    save_bscan_overlay(bscan, anomaly, mask, (0.0039, 0.0112), tmp_path / "warm.png", vmax=8.0)
-    t0 = time.perf_counter()
-    for i in range(10):
-        save_bscan_overlay(bscan, anomaly, mask, (0.0039, 0.0112), tmp_path / f"{i}.png", vmax=8.0)
-    per_bscan = (time.perf_counter() - t0) / 10
-    # goal 0.1 s (150 B-scans in 15 s); generous bound: the test machine is shared
-    assert per_bscan < 0.3, f"{per_bscan:.3f} s per B-scan overlay"
 
 
 def test_overlay_rejects_mismatched_shapes(tmp_path):
