@@ -12,6 +12,12 @@ from pathlib import Path
 from octanomaly.errors import InputError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _check_not_input(dest: Path, protect: tuple[Path, ...]) -> None:
     for p in protect:
         if p is not None and Path(p).exists() and dest.exists() and dest.samefile(p):
@@ -32,11 +38,9 @@ def atomic_path(dest: str | Path, protect: tuple[Path, ...] = ()) -> Iterator[Pa
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get normal permissions
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp (and some writers) make 0600
         os.replace(tmp_path, dest)
     finally:
         if tmp_path.exists():
@@ -59,6 +63,10 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                os.chmod(f, 0o666 & ~_umask())
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old")
             if old.exists():
