@@ -101,7 +101,7 @@ def map_command(
     run = load_run(_resolve_model(model), device)
     table = Table(title=f"octanomaly map ({run.model.name}, run {run.run_id})")
     for col in ("input", "status", "volume score", "flagged B-scans", "time s", "written to"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     failures = 0
     for path in volumes:
         try:
@@ -113,13 +113,12 @@ def map_command(
             err_console.print(
                 f"octanomaly: error: {' '.join(str(exc).split())}", markup=False, highlight=False
             )
-            table.add_row(str(path), "[red]failed[/red]", "", "", "", "")
+            table.add_row(path.name or str(path), "[red]failed[/red]", "", "", "", "")
             continue
         score = "n/a" if res.volume_score is None else f"{res.volume_score:.2f}"
-        table.add_row(
-            str(path), "[green]ok[/green]", score, f"{len(res.flagged)}/{len(res.bscan_scores)}",
-            f"{secs:.1f}", str(out_dir),
-        )  # fmt: skip
+        flagged = f"{len(res.flagged)}/{len(res.bscan_scores)}"
+        name = path.name or str(path)
+        table.add_row(name, "[green]ok[/green]", score, flagged, f"{secs:.1f}", str(out_dir))
     console.print(table)
     if failures:
         raise typer.Exit(EXIT_BAD_INPUT)
