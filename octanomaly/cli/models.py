@@ -105,7 +105,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.text import Text
 
     table = Table(title="models", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    table.add_column("name / path", overflow="fold")
+    table.add_column("name", overflow="fold")
     for col in ("model", "patch", "width", "mm", "steps", "run_id", "calib.", "MB"):
         right = col in ("patch", "width", "MB")
         table.add_column(col, justify="right" if right else "left", no_wrap=col == "run_id")
@@ -113,7 +113,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         spacing = r["target_spacing"]
         name = Text(r["name"] + (" (bundled)" if r["bundled"] else ""), style="bold")
         table.add_row(
-            name.append("\n" + r["path"], style="dim"),
+            name,
             r["model"],
             str(r["patch_size"]),
             str(r["width"]),
@@ -124,6 +124,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['size_mb']:.1f}",
         )
     console.print(table)
+    for r in rows:
+        console.print(f"{r['name']}: {r['path']}", markup=False, highlight=False)
     if any(r["card"] for r in rows):
         console.print("model cards: octanomaly models --card NAME_OR_PATH", markup=False)
 
