@@ -141,5 +141,5 @@ def restore_map(
         )
     n, depth, width = prep["original_shape"]
     if m.shape[1:] != (depth, width):
-        m = resize_bscans(m, (depth, width), order=1)
+        m = resize_bscans(m, (depth, width))
     return m
