@@ -84,6 +84,14 @@ class AnomalyModel(nn.Module):
         """Create (and keep in :attr:`optimizers`) one optimiser per trained network."""
         raise NotImplementedError
 
+    def adam(
+        self, *nets: str, lr: float, betas: tuple[float, float]
+    ) -> dict[str, torch.optim.Optimizer]:
+        """One Adam optimiser per named network (``"G"``, ``"D"``, ...), same settings."""
+        return {
+            n: torch.optim.Adam(getattr(self, n).parameters(), lr=lr, betas=betas) for n in nets
+        }
+
     def train_step(self, real: Tensor, stage: str, step: int) -> dict[str, Tensor]:
         """One optimisation step of ``stage`` on a batch ``(B, 1, P, P)``; detached losses."""
         raise NotImplementedError

@@ -62,11 +62,7 @@ class AnoGAN(AnomalyModel):
         self.apply(dcgan_init)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        c = self.cfg
-        self.optimizers = {
-            "G": torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=c.betas),
-            "D": torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=c.betas),
-        }
+        self.optimizers = self.adam("G", "D", lr=self.cfg.lr, betas=self.cfg.betas)
         return self.optimizers
 
     def train_step(self, real: Tensor, stage: str, step: int) -> dict[str, Tensor]:

@@ -53,11 +53,8 @@ class FAnoGAN(AnomalyModel):
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.cfg
-        self.optimizers = {
-            "G": torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=c.betas),
-            "D": torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=c.betas),
-            "E": torch.optim.RMSprop(self.E.parameters(), lr=c.encoder_lr),
-        }
+        self.optimizers = self.adam("G", "D", lr=c.lr, betas=c.betas)
+        self.optimizers["E"] = torch.optim.RMSprop(self.E.parameters(), lr=c.encoder_lr)
         return self.optimizers
 
     def prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
