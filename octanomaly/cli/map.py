@@ -1,4 +1,4 @@
-"""``octanomaly map``: anomaly maps of OCT volumes; ``octanomaly calibrate``: healthy statistics."""
+"""``octanomaly map``: anomaly maps of OCT volumes."""
 
 from __future__ import annotations
 
@@ -122,25 +122,3 @@ def map_command(
     console.print(table)
     if failures:
         raise typer.Exit(EXIT_BAD_INPUT)
-
-
-@command()
-def calibrate(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder of a trained model.")],
-    healthy: Annotated[
-        list[Path],
-        typer.Argument(help="Held-out healthy volumes or B-scan images (not trained on)."),
-    ],
-    device: DeviceOption = "auto",
-    stride: StrideOption = None,
-) -> None:
-    """Measure healthy map and B-scan statistics for calibrated maps; updates calibration.json."""
-    from octanomaly.data.healthy import find_items
-    from octanomaly.scoring import calibrate_run
-
-    paths = [item.path for item in find_items(healthy)]
-    section = calibrate_run(run_dir, paths, device=device, stride=stride)
-    console.print(
-        f"calibrated {run_dir} on {section['n_bscans']} healthy B-scans "
-        f"({section['n_bscan_scores']} with retina)"
-    )
