@@ -21,11 +21,12 @@ from rich.console import Console
 from rich.table import Table
 
 from octanomaly.config import load_config
+from octanomaly.devices import resolve_device
 from octanomaly.io import load_volume
 from octanomaly.models import build_model
 from octanomaly.runs import save_model
 from octanomaly.scoring import load_run, map_volume, output_stem, write_outputs
-from octanomaly.training import TensorSampler, calibrate, resolve_device
+from octanomaly.training import TensorSampler, calibrate
 from octanomaly.transforms.patches import extract, grid_coords
 from octanomaly.transforms.preprocess import preprocess_volume
 

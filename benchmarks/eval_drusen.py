@@ -75,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None, help="row label (default: the run folder's name)")
     a = p.parse_args(argv)
 
+    from octanomaly.devices import resolve_device
     from octanomaly.errors import OctanomalyError
     from octanomaly.evaluation.drusen import load_drusen_mask
     from octanomaly.evaluation.metrics import PixelAccumulator
     from octanomaly.evaluation.runner import RunScorer
     from octanomaly.io import load_volume
     from octanomaly.runs import write_json
-    from octanomaly.training import resolve_device
 
     name = a.name or a.run_dir.resolve().name
     out = a.out or Path(__file__).resolve().parent / "results" / f"drusen-{name}"

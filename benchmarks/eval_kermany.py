@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
+    from octanomaly.devices import resolve_device
     from octanomaly.errors import OctanomalyError
     from octanomaly.evaluation.runner import RunScorer, evaluate_folder, write_evaluation
-    from octanomaly.training import resolve_device
 
     console = Console(stderr=True)
     name = a.name or a.run_dir.resolve().name

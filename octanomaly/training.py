@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from octanomaly.config import RunConfig, dump_config
+from octanomaly.devices import resolve_device
 from octanomaly.errors import OctanomalyError
 from octanomaly.models import AnomalyModel, build_model, get_model_class
 from octanomaly.runs import (
@@ -65,16 +66,6 @@ class TensorSampler:
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         idx = torch.randint(len(self.patches), (n,), generator=generator, device=self.device)
         return self.patches[idx]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OctanomalyError("--device cuda was asked but no CUDA GPU is available")
-    return dev
 
 
 def _seed(*parts: int) -> int:

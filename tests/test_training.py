@@ -254,3 +254,19 @@ def test_cli_train_on_phantom_volumes(tmp_path):
     assert saved.preprocessing.patch_size == P and (out / "model.safetensors").is_file()
     res = CliRunner().invoke(app, [*args, "--model", "anogan"])
     assert res.exit_code == 2 and "--model 'anogan'" in res.output
+
+
+def test_scoring_and_lower_layers_import_nothing_from_training():
+    import ast
+
+    import octanomaly
+
+    root = Path(octanomaly.__file__).parent
+    for folder in ("scoring", "models", "transforms", "io", "data", "report"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import) else
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                )  # fmt: skip
+                assert not any(n.startswith("octanomaly.training") for n in names), path

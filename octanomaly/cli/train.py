@@ -41,8 +41,8 @@ def train(
     """Train a model on healthy data; writes weights, config, logs and calibration to --out."""
     from octanomaly.config import load_config
     from octanomaly.data.healthy import load_healthy
+    from octanomaly.devices import resolve_device
     from octanomaly.scoring import calibrate_run
-    from octanomaly.training import resolve_device
     from octanomaly.training import train as run_training
 
     training: dict[str, int] = {}

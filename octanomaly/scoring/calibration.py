@@ -213,9 +213,9 @@ def calibrate_run(
     paths (preprocessed with the run's config). Adds a ``maps`` section to the run's
     ``calibration.json`` (rewritten atomically) and returns it.
     """
+    from octanomaly.devices import resolve_device
     from octanomaly.runs import CALIBRATION_FILE, load_model, write_json
     from octanomaly.scoring.stitching import score_stack
-    from octanomaly.training import resolve_device
 
     run_dir = Path(run_dir)
     model, cfg, raw = load_model(run_dir, resolve_device(device))

@@ -74,8 +74,8 @@ def _run_id(weights: Path) -> str:
 
 def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     """Load a finished run folder; clear :class:`OctanomalyError` when it does not fit together."""
+    from octanomaly.devices import resolve_device
     from octanomaly.runs import CALIBRATION_FILE, MODEL_FILE, load_model
-    from octanomaly.training import resolve_device
 
     run_dir = Path(run_dir)
     model, cfg, raw = load_model(run_dir, resolve_device(device))
@@ -99,7 +99,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
 def _as_run(model: LoadedRun | str | Path, device: str) -> LoadedRun:
     if isinstance(model, LoadedRun):
         if str(device) != "auto":
-            from octanomaly.training import resolve_device
+            from octanomaly.devices import resolve_device
 
             model.model.to(resolve_device(device))
         return model
