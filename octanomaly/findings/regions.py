@@ -1,0 +1,233 @@
+"""Regions of one volume: 3-D connected components of the anomaly mask and their descriptors.
+
+Voxels connect within a B-scan (8-neighbourhood) and across neighbouring B-scans (26-neighbourhood
+in 3-D), so a lesion seen on several B-scans is one region. Each region gets its size (mm³),
+B-scan range, en-face centroid relative to the fovea and ETDRS sector, depth (µm above BM,
+relative depth ILM = 0 -> BM = 1, band), reflectivity against the tissue around it, and its
+mean and max z-score. Depth bands (centroid height ``h`` above BM, relative depth ``d``):
+``below BM`` (h < 0), ``RPE-BM`` (0 <= h < :data:`RPE_BM_UM`, the RPE, sub-RPE deposits and BM),
+``inner retina`` (d < :data:`INNER_FRACTION`) and ``outer retina`` otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from octanomaly.findings.etdrs import Fovea, en_face_mm, find_fovea, sector_map, sector_stats
+from octanomaly.volume import OCTVolume
+
+#: Height above BM (µm) below which a region lies in the RPE-BM band.
+RPE_BM_UM: float = 50.0
+#: Relative depth (ILM 0 -> BM 1) above which a region is outer retina.
+INNER_FRACTION: float = 0.5
+#: Shell around a region (px, within its B-scans) that reflectivity is compared with.
+SHELL_PX: int = 6
+#: Columns of ``STEM_regions.csv`` in order.
+COLUMNS: tuple[str, ...] = (
+    "region_id", "n_voxels", "volume_mm3", "bscan_first", "bscan_last", "n_bscans",
+    "x_mm", "y_mm", "eccentricity_mm", "etdrs_sector", "width_mm", "height_um", "extent_y_mm",
+    "height_above_bm_um", "relative_depth", "band", "reflectivity", "contrast",
+    "mean_z", "max_z", "centre_bscan", "centre_row", "centre_column",
+)  # fmt: skip
+BANDS: tuple[str, ...] = ("inner retina", "outer retina", "RPE-BM", "below BM")
+
+
+@dataclass
+class VolumeFindings:
+    """Regions, fovea and ETDRS statistics of one mapped volume.
+
+    Attributes:
+        regions: one dict per region with the keys of :data:`COLUMNS`.
+        labels: int32 ``(n_bscans, depth, width)``; region ``i`` has label ``regions[i-1]
+            ["region_id"]``, 0 elsewhere.
+        fovea: where the fovea is and how it was found.
+        thickness: retinal thickness map (µm) ``(n_bscans, width)``, NaN where unknown.
+        sectors: per ETDRS sector: scanned area, mean thickness, anomalous volume.
+        laterality: ``"OD"``, ``"OS"`` or None.
+    """
+
+    regions: list[dict[str, Any]]
+    labels: np.ndarray
+    fovea: Fovea
+    thickness: np.ndarray
+    sectors: dict[str, dict[str, float | None]]
+    laterality: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON part: fovea, ETDRS sectors, region counts by band and sector."""
+        by_band = {b: sum(r["band"] == b for r in self.regions) for b in BANDS}
+        return {
+            "n_regions": len(self.regions),
+            "regions_by_band": by_band,
+            "regions_by_reflectivity": {
+                k: sum(r["reflectivity"] == k for r in self.regions) for k in ("hyper", "hypo")
+            },
+            "fovea": self.fovea.as_dict(),
+            "laterality": self.laterality,
+            "etdrs": {"radii_mm": [0.5, 1.5, 3.0], "sectors": self.sectors},
+            "largest_regions": sorted(self.regions, key=lambda r: -r["volume_mm3"])[:10],
+        }
+
+    def csv_text(self) -> str:
+        """``STEM_regions.csv`` content (header + one line per region)."""
+        return regions_csv(self.regions)
+
+
+def regions_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
+    """CSV text of ``rows`` with ``columns`` (floats rounded for reading)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """3-D connected components of ``mask`` ``(n, depth, width)``: int32 labels and their count."""
+    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3, 3), bool))
+    return labels.astype(np.int32, copy=False), int(n)
+
+
+def _band(height_um: float, rel: float) -> str:
+    if not np.isfinite(height_um):
+        return "unknown"
+    if height_um < 0:
+        return "below BM"
+    if height_um < RPE_BM_UM:
+        return "RPE-BM"
+    return "inner retina" if rel < INNER_FRACTION else "outer retina"
+
+
+def describe_regions(
+    mask: np.ndarray,
+    anomaly: np.ndarray,
+    volume: OCTVolume,
+    ilm: np.ndarray,
+    bm: np.ndarray,
+    fovea: Fovea,
+    *,
+    labels: np.ndarray | None = None,
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Descriptors of every 3-D region of ``mask`` (see module doc) and the label map."""
+    if labels is None:
+        labels, _ = label_regions(mask)
+    n, depth, width = volume.shape
+    sb, sa, sl = volume.spacing
+    x_mm, y_mm = en_face_mm((n, width), volume.spacing, fovea)
+    data = np.asarray(volume.data, dtype=np.float32)
+    ilm2, bm2 = np.atleast_2d(ilm), np.atleast_2d(bm)
+    rows_all = np.arange(depth)[None, :, None]
+    shell_struct = np.zeros((1, 3, 3), bool)
+    shell_struct[0] = True
+    out: list[dict[str, Any]] = []
+    for rid, sl_box in enumerate(ndimage.find_objects(labels), start=1):
+        if sl_box is None:
+            continue
+        # box grown by the shell width within B-scans, so the surround is inside it
+        b0, b1 = sl_box[0].start, sl_box[0].stop
+        z0, z1 = max(sl_box[1].start - SHELL_PX, 0), min(sl_box[1].stop + SHELL_PX, depth)
+        c0, c1 = max(sl_box[2].start - SHELL_PX, 0), min(sl_box[2].stop + SHELL_PX, width)
+        box = (slice(b0, b1), slice(z0, z1), slice(c0, c1))
+        reg = labels[box] == rid
+        bi, zi, ci = np.nonzero(reg)
+        bi, zi, ci = bi + b0, zi + z0, ci + c0
+        nvox = int(bi.size)
+        z_vals = anomaly[bi, zi, ci]
+        top, bot = ilm2[bi, ci], bm2[bi, ci]
+        height = (bot - zi) * sa * 1000.0
+        rel = (zi - top) / np.maximum(bot - top, 1e-6)
+        h_med = float(np.nanmedian(height)) if np.isfinite(height).any() else float("nan")
+        r_med = float(np.nanmedian(rel)) if np.isfinite(rel).any() else float("nan")
+        # reflectivity: region vs a shell around it inside the retina (ILM .. BM + shell)
+        grown = ndimage.binary_dilation(reg, shell_struct, iterations=SHELL_PX)
+        in_retina = (rows_all[:, z0:z1] >= np.floor(ilm2[b0:b1, None, c0:c1])) & (
+            rows_all[:, z0:z1] <= np.ceil(bm2[b0:b1, None, c0:c1]) + SHELL_PX
+        )
+        shell = grown & ~reg & in_retina
+        vals_in = data[box][reg]
+        vals_out = data[box][shell]
+        if vals_out.size >= 5:
+            spread = float(np.std(vals_out)) or 1.0
+            contrast = float((vals_in.mean() - vals_out.mean()) / spread)
+        else:
+            contrast = float("nan")
+        cb, cz, cc = float(bi.mean()), float(zi.mean()), float(ci.mean())
+        # en-face centroid: mean position of the region's A-scans weighted by voxel count
+        xs, ys = x_mm[bi, ci], y_mm[bi, ci]
+        xc, yc = float(xs.mean()), float(ys.mean())
+        ib, ic = int(round(cb)), int(round(cc))
+        # the sector of the centroid itself (not of the nearest A-scan)
+        sector = str(sector_map(np.array([xc]), np.array([yc]), volume.laterality)[0])
+        out.append(
+            {
+                "region_id": rid,
+                "n_voxels": nvox,
+                "volume_mm3": nvox * sb * sa * sl,
+                "bscan_first": int(b0),
+                "bscan_last": int(b1 - 1),
+                "n_bscans": int(b1 - b0),
+                "x_mm": xc,
+                "y_mm": yc,
+                "eccentricity_mm": float(np.hypot(xc, yc)),
+                "etdrs_sector": sector,
+                "width_mm": float((ci.max() - ci.min() + 1) * sl),
+                "height_um": float((zi.max() - zi.min() + 1) * sa * 1000.0),
+                "extent_y_mm": float((b1 - b0) * sb),
+                "height_above_bm_um": h_med,
+                "relative_depth": r_med,
+                "band": _band(h_med, r_med),
+                "reflectivity": "unknown"
+                if not np.isfinite(contrast)
+                else ("hyper" if contrast > 0 else "hypo"),
+                "contrast": contrast,
+                "mean_z": float(z_vals.mean()),
+                "max_z": float(z_vals.max()),
+                "centre_bscan": min(max(ib, 0), n - 1),
+                "centre_row": int(round(cz)),
+                "centre_column": min(max(ic, 0), width - 1),
+            }
+        )
+    return out, labels
+
+
+def find_regions(
+    mask: np.ndarray,
+    anomaly: np.ndarray,
+    volume: OCTVolume,
+    ilm: np.ndarray,
+    bm: np.ndarray,
+) -> VolumeFindings:
+    """Fovea, regions and ETDRS statistics of one volume from its mask, z-map and layer lines."""
+    shape = volume.shape
+    if tuple(mask.shape) != shape or tuple(anomaly.shape) != shape:
+        raise ValueError(f"mask {mask.shape} / anomaly {anomaly.shape} do not match {shape}")
+    ilm, bm = np.atleast_2d(ilm), np.atleast_2d(bm)
+    fovea, thickness = find_fovea(ilm, bm, volume.spacing)
+    regions, labels = describe_regions(mask, anomaly, volume, ilm, bm, fovea)
+    x_mm, y_mm = en_face_mm((shape[0], shape[2]), volume.spacing, fovea)
+    sectors = sector_map(x_mm, y_mm, volume.laterality)
+    stats = sector_stats(sectors, thickness, mask, volume.spacing, volume.laterality)
+    return VolumeFindings(regions, labels, fovea, thickness, stats, volume.laterality)
+
+
+def volume_layers(volume: OCTVolume) -> tuple[np.ndarray, np.ndarray]:
+    """ILM and BM rows ``(n_bscans, width)`` found as the scoring preprocessing finds them."""
+    from octanomaly.transforms.preprocess import PreprocessingConfig, preprocess_volume
+
+    prep = preprocess_volume(volume, PreprocessingConfig(flatten=False))
+    return prep["ilm"], prep["bm"]
+
+
+def volume_findings(result: Any, volume: OCTVolume, layers: tuple | None = None) -> VolumeFindings:
+    """:func:`find_regions` for a ``MapResult``; ILM/BM are detected when ``layers`` is None."""
+    ilm, bm = layers if layers is not None else volume_layers(volume)
+    return find_regions(result.mask, result.anomaly, volume, ilm, bm)
