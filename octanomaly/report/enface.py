@@ -1,8 +1,10 @@
-"""En-face PNG: mean-intensity fundus-like image beside the en-face projection of the anomaly map.
+"""En-face PNG: mean-intensity fundus-like image beside the en-face projection of the anomaly map
+and, when layer lines are known, the retinal thickness map (ILM to BM) with the ETDRS grid.
 
-Both panels are drawn at physical aspect (x: width x lateral mm, y: n_bscans x bscan spacing mm,
+All panels are drawn at physical aspect (x: width x lateral mm, y: n_bscans x bscan spacing mm,
 B-scan 0 at the top). The anomaly projection is the maximum over depth (the strongest z-score of
-each A-scan), so a focal lesion of any depth shows at full strength.
+each A-scan), so a focal lesion of any depth shows at full strength. The ETDRS circles (1, 3 and
+6 mm) are centred on the fovea, with the sector spokes and N/T letters when laterality is known.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from octanomaly.findings.etdrs import RADII_MM
 from octanomaly.io.atomic import atomic_path
 from octanomaly.report.overlays import CONTOUR_RGB, UNIT_LABEL, _lut
 
@@ -44,8 +47,15 @@ def enface_figure(
     title: str = "",
     flagged: Sequence[int] = (),
     vmax: float | None = None,
+    thickness: np.ndarray | None = None,
+    fovea: tuple[float, float] | None = None,
+    laterality: str | None = None,
 ):  # -> matplotlib.figure.Figure
-    """The two-panel en-face matplotlib figure (Agg) that :func:`save_enface` writes."""
+    """The en-face matplotlib figure (Agg) that :func:`save_enface` writes.
+
+    ``thickness`` (µm, ``(n_bscans, width)``) adds a third panel; ``fovea`` ``(bscan, column)``
+    (fractional voxels) draws the ETDRS grid on every panel.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -69,9 +79,13 @@ def enface_figure(
     aspect = "equal" if 0.1 <= ratio <= 10 else "auto"
     panel_w = 4.6
     panel_h = float(np.clip(panel_w * ratio, 1.2, 7.0))
-    fig = Figure(figsize=(2 * panel_w + 1.6, panel_h + 1.2), dpi=110, layout="constrained")
+    n_panels = 2 if thickness is None else 3
+    fig = Figure(
+        figsize=(n_panels * panel_w + 0.8 * n_panels, panel_h + 1.2), dpi=110, layout="constrained"
+    )
     FigureCanvasAgg(fig)
-    ax_i, ax_a = fig.subplots(1, 2, sharex=True, sharey=True)
+    axes = fig.subplots(1, n_panels, sharex=True, sharey=True)
+    ax_i, ax_a = axes[0], axes[1]
 
     ax_i.imshow(intensity, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, extent=extent,
                 aspect=aspect, interpolation="nearest")  # fmt: skip
@@ -91,7 +105,20 @@ def enface_figure(
     if threshold is not None:
         cb.ax.axhline(float(threshold), color=np.array(CONTOUR_RGB) / 255, linewidth=1.5)
 
-    for ax in (ax_i, ax_a):
+    if thickness is not None:
+        t = np.asarray(thickness, dtype=np.float32)
+        if t.shape != (n, width):
+            raise ValueError(f"thickness map {t.shape} must be (n_bscans, width) = {(n, width)}")
+        finite = t[np.isfinite(t)]
+        t_lo, t_hi = np.percentile(finite, (1, 99)) if finite.size else (0.0, 1.0)
+        im_t = axes[2].imshow(t, cmap="viridis", vmin=t_lo, vmax=max(t_hi, t_lo + 1), extent=extent,
+                              aspect=aspect, interpolation="nearest")  # fmt: skip
+        axes[2].set_title("retinal thickness ILM-BM (µm)", fontsize=10)
+        fig.colorbar(im_t, ax=axes[2], shrink=0.9).set_label("thickness (µm)")
+    if fovea is not None:
+        for ax in axes:
+            _draw_etdrs(ax, fovea, bscan_mm, lateral_mm, laterality)
+    for ax in axes:
         ax.set_xlabel("lateral (mm)")
         for i in flagged:
             y = (int(i) + 0.5) * bscan_mm
@@ -107,6 +134,26 @@ def enface_figure(
     return fig
 
 
+def _draw_etdrs(ax, fovea, bscan_mm: float, lateral_mm: float, laterality: str | None) -> None:
+    """ETDRS circles and spokes (between the 1 and 6 mm circles) centred on ``fovea``."""
+    from matplotlib.patches import Circle
+
+    cy, cx = (float(fovea[0]) + 0.5) * bscan_mm, (float(fovea[1]) + 0.5) * lateral_mm
+    style = {"color": "white", "lw": 0.9, "alpha": 0.9}
+    for r in RADII_MM:
+        ax.add_patch(Circle((cx, cy), r, fill=False, **style))
+    for a in np.deg2rad([45, 135, 225, 315]):
+        r0, r1 = RADII_MM[0], RADII_MM[2]
+        ax.plot([cx + r0 * np.cos(a), cx + r1 * np.cos(a)],
+                [cy + r0 * np.sin(a), cy + r1 * np.sin(a)], **style)  # fmt: skip
+    ax.plot([cx], [cy], marker="+", color="white", ms=8)
+    if laterality in ("OD", "OS"):
+        right, left = ("N", "T") if laterality == "OD" else ("T", "N")
+        for dx, letter in ((1, right), (-1, left)):
+            ax.text(cx + dx * 2.25, cy, letter, color="white", ha="center", va="center",
+                    fontsize=9, fontweight="bold", clip_on=True)  # fmt: skip
+
+
 def save_enface(
     volume: np.ndarray,
     anomaly: np.ndarray,
@@ -117,6 +164,9 @@ def save_enface(
     title: str = "",
     flagged: Sequence[int] = (),
     vmax: float | None = None,
+    thickness: np.ndarray | None = None,
+    fovea: tuple[float, float] | None = None,
+    laterality: str | None = None,
     protect: tuple[Path, ...] = (),
 ) -> Path:
     """Write the two-panel en-face PNG (axes in mm, colour bar; ``threshold`` drawn as contour).
@@ -125,8 +175,9 @@ def save_enface(
     both panels' right edge. Written atomically, never over a ``protect`` path.
     """
     fig = enface_figure(
-        volume, anomaly, spacing, threshold=threshold, title=title, flagged=flagged, vmax=vmax
-    )
+        volume, anomaly, spacing, threshold=threshold, title=title, flagged=flagged, vmax=vmax,
+        thickness=thickness, fovea=fovea, laterality=laterality,
+    )  # fmt: skip
     path = Path(path)
     with atomic_path(path, protect=protect) as tmp:
         fig.savefig(tmp, format="png")
