@@ -78,3 +78,54 @@ def test_array_dict_parity(phantom) -> None:
     np.testing.assert_array_equal(d["ilm"], ilm)
     np.testing.assert_array_equal(d["bm"], bm)
     np.testing.assert_array_equal(d["mask"], retina_mask(ilm, bm, data.shape[1], 4))
+
+
+# ---- fast paths: same values as the plain computation (issue 13: speed-only changes are exact)
+
+
+def _wedged(phantom) -> np.ndarray:
+    """Phantom B-scans with saturated export wedges in two corners (Kermany-like padding)."""
+    x = phantom.volume.data.astype(np.float32).copy()
+    d, w = x.shape[1:]
+    rows, cols = np.mgrid[:d, :w]
+    x[:, (rows + cols) < 60] = x.max() * 1.05
+    x[1, (rows - cols) > d - 70] = x.max() * 1.05
+    return x
+
+
+def test_padding_precheck_changes_nothing(phantom, monkeypatch) -> None:
+    from octanomaly.transforms import intensity
+
+    for x in (phantom.volume.data.astype(np.float32), _wedged(phantom)):
+        fast = intensity.padding_mask(x)
+        with monkeypatch.context() as m:
+            m.setattr(intensity, "_may_hold_padding", lambda *a: True)
+            full = intensity.padding_mask(x)
+        np.testing.assert_array_equal(fast, full)
+    assert fast.any()  # the wedges were found, so the full path ran where it must
+
+
+def test_per_bscan_threads_equal_one_call(phantom) -> None:
+    from octanomaly.transforms.layers import _abs_p99, _per_bscan
+
+    g = np.gradient(_wedged(phantom), axis=1)
+    np.testing.assert_array_equal(_per_bscan(_abs_p99, g), _abs_p99(g))
+
+
+def test_band_refine_equals_refine_on_full_score(phantom) -> None:
+    from octanomaly.transforms.layers import _band, _dp_path, _refine
+
+    g = np.gradient(phantom.volume.data.astype(np.float32), axis=1)
+    gs = np.maximum(np.percentile(np.abs(g), 99, axis=(1, 2), keepdims=True), 1e-6)
+    full = np.clip(g, 0, None) / gs
+    start = np.asarray(phantom.ilm, dtype=float) + 2.0
+    got = _refine(lambda v: np.clip(v, 0, None) / gs, g, start, 7, 3.0)
+    # plain form: the DP and the parabola on the whole score array
+    band, rows = _band(full, start, 7)
+    r_int = np.take_along_axis(rows, _dp_path(-band, 3, 0.02)[:, None], 1)[:, 0]
+    r0 = np.clip(r_int, 1, full.shape[1] - 2)
+    gm, g0, gp = (np.take_along_axis(full, (r0 + k)[:, None], 1)[:, 0] for k in (-1, 0, 1))
+    den = gm - 2 * g0 + gp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off = np.where(den < 0, 0.5 * (gm - gp) / den, 0.0)
+    np.testing.assert_array_equal(got, r_int + np.clip(off, -0.5, 0.5))

@@ -19,8 +19,10 @@ a warning naming the B-scan.
 
 from __future__ import annotations
 
+import os
 import warnings
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,13 +87,14 @@ def _band(arr: np.ndarray, center: np.ndarray, half: int) -> tuple[np.ndarray, n
     return np.take_along_axis(arr, r, axis=1), r
 
 
-def _subpixel(g: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Parabolic sub-pixel peak of ``g`` (n, rows, cols) around integer ``rows`` (n, cols)."""
-    n, nr, _ = g.shape
+def _subpixel(
+    score: Callable[[np.ndarray], np.ndarray], grad: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """Parabolic sub-pixel peak of ``score(grad)`` (n, rows, cols) around integer ``rows``."""
+    n, nr, _ = grad.shape
     r0 = np.clip(rows, 1, nr - 2)
-    gm = np.take_along_axis(g, (r0 - 1)[:, None], 1)[:, 0]
-    g0 = np.take_along_axis(g, r0[:, None], 1)[:, 0]
-    gp = np.take_along_axis(g, (r0 + 1)[:, None], 1)[:, 0]
+    three = np.take_along_axis(grad, (r0[:, None] + np.arange(-1, 2)[None, :, None]), 1)
+    gm, g0, gp = np.moveaxis(score(three), 1, 0)
     den = gm - 2 * g0 + gp
     with np.errstate(divide="ignore", invalid="ignore"):
         off = np.where(den < 0, 0.5 * (gm - gp) / den, 0.0)
@@ -104,7 +107,23 @@ def _normalise(bscans: np.ndarray) -> np.ndarray:
     sub = x[:, ::3, ::3]
     lo = np.percentile(sub, 1, axis=(1, 2), keepdims=True)
     hi = np.percentile(sub, 99.5, axis=(1, 2), keepdims=True)
-    return np.clip((x - lo) / np.maximum(hi - lo, 1e-6), 0, 1.5)
+    x -= lo  # in place: same values as ``clip((x - lo) / scale)`` without temporaries
+    x /= np.maximum(hi - lo, 1e-6)
+    return np.clip(x, 0, 1.5, out=x)
+
+
+def _per_bscan(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """``fn`` over chunks of B-scans on a few threads (numpy releases the GIL); concatenated."""
+    workers = min(len(x), os.cpu_count() or 1, 8)
+    if workers < 2:
+        return fn(x)
+    with ThreadPoolExecutor(workers) as pool:
+        return np.concatenate(list(pool.map(fn, np.array_split(x, workers))))
+
+
+def _abs_p99(g: np.ndarray) -> np.ndarray:
+    """99th percentile of ``|g|`` per B-scan, ``(n, 1, 1)``."""
+    return np.percentile(np.abs(g), 99, axis=(1, 2), keepdims=True)
 
 
 def detect_layers(
@@ -130,7 +149,7 @@ def detect_layers(
     coarse = ndimage.gaussian_filter(coarse, sigma=(0, 1.0, 1.5))
     bright = ndimage.gaussian_filter(coarse, sigma=(0, 2.0, 2.0))
     grad = np.gradient(coarse, axis=1)
-    ok = _retina_present(x, xs, p)
+    ok = _retina_present(x, p)
     # ---- ILM (coarse): positive edge, penalise bright tissue above the candidate
     thr = _bright_threshold(bright, p.ilm_tissue_frac)
     above = np.cumsum(bright > thr, axis=1) - (bright > thr)
@@ -160,11 +179,12 @@ def detect_layers(
     ilm0 = np.stack([np.interp(cols, cols_c, (r + 0.5) * fz - 0.5) for r in ilm_c])
     bm0 = np.stack([np.interp(cols, cols_c, (r + 0.5) * fz - 0.5) for r in bm_c])
     fine = ndimage.gaussian_filter(x, sigma=(0, 1.5, 2.0))
-    gfine = np.gradient(fine, axis=1)
-    gs = np.maximum(np.percentile(np.abs(gfine), 99, axis=(1, 2), keepdims=True), 1e-6)
+    gfine = _per_bscan(lambda f: np.gradient(f, axis=1), fine)
+    del fine
+    gs = np.maximum(_per_bscan(_abs_p99, gfine), 1e-6)
     half = 2 * fz + 3
-    ilm = _refine(np.clip(gfine, 0, None) / gs, ilm0, half, p.ilm_max_slope)
-    bm = _refine(np.clip(-gfine, 0, None) / gs, bm0, half, p.bm_max_slope)
+    ilm = _refine(lambda g: np.clip(g, 0, None) / gs, gfine, ilm0, half, p.ilm_max_slope)
+    bm = _refine(lambda g: np.clip(-g, 0, None) / gs, gfine, bm0, half, p.bm_max_slope)
     bm = _lower_envelope(bm, p.bm_envelope_width)
     bm = np.maximum(bm, ilm + p.min_thickness)
     bm = np.minimum(bm, depth - 1)
@@ -185,12 +205,22 @@ def detect_layers(
     return ilm, bm
 
 
-def _refine(score: np.ndarray, start: np.ndarray, half: int, max_slope: float) -> np.ndarray:
-    """Best path of ``score`` within ``start ± half`` rows at full resolution (sub-pixel)."""
-    band, rows = _band(score, start, half)
+def _refine(
+    score: Callable[[np.ndarray], np.ndarray],
+    grad: np.ndarray,
+    start: np.ndarray,
+    half: int,
+    max_slope: float,
+) -> np.ndarray:
+    """Best path of ``score(grad)`` within ``start ± half`` rows at full resolution (sub-pixel).
+
+    ``score`` is elementwise (rows (n, 1, 1) broadcast), so it is applied to the band only.
+    """
+    band, rows = _band(grad, start, half)
+    band = score(band)
     path = _dp_path(-band.astype(np.float32), max(1, int(np.ceil(max_slope))), 0.02)
     r_int = np.take_along_axis(rows, path[:, None], 1)[:, 0]
-    return _subpixel(score, r_int)
+    return _subpixel(score, grad, r_int)
 
 
 def _mean_above(img: np.ndarray, k: int) -> np.ndarray:
@@ -218,20 +248,22 @@ def _bright_threshold(img: np.ndarray, frac: float = 0.4) -> np.ndarray:
     return lo + frac * (hi - lo)
 
 
-def _retina_present(x: np.ndarray, xs: np.ndarray, p: LayerParams) -> np.ndarray:
+def _retina_present(x: np.ndarray, p: LayerParams) -> np.ndarray:
     """Per B-scan: True when it holds a bright, laterally coherent band (not blank or noise)."""
-    n = x.shape[0]
-    ok = np.zeros(n, dtype=bool)
-    for i in range(n):
-        img = x[i]
-        if float(img.max() - img.min()) < 1e-3:
-            continue
-        # noise level: pixel-to-pixel differences; structure: lateral mean profile contrast
-        noise = float(np.median(np.abs(np.diff(img, axis=1)))) / 0.954 + 1e-6
-        prof = ndimage.uniform_filter1d(img.mean(axis=1), 5)
-        contrast = float(prof.max() - np.median(prof))
-        ok[i] = contrast / noise * np.sqrt(img.shape[1]) / 10 > p.min_contrast
-    return ok
+
+    def chunk(xc: np.ndarray) -> np.ndarray:
+        ok = np.zeros(len(xc), dtype=bool)
+        for i, img in enumerate(xc):
+            if float(img.max() - img.min()) < 1e-3:
+                continue
+            # noise level: pixel-to-pixel differences; structure: lateral mean profile contrast
+            noise = float(np.median(np.abs(np.diff(img, axis=1)))) / 0.954 + 1e-6
+            prof = ndimage.uniform_filter1d(img.mean(axis=1), 5)
+            contrast = float(prof.max() - np.median(prof))
+            ok[i] = contrast / noise * np.sqrt(img.shape[1]) / 10 > p.min_contrast
+        return ok
+
+    return _per_bscan(chunk, x)
 
 
 def retina_mask(ilm: np.ndarray, bm: np.ndarray, depth: int, margin_px: int = 8) -> np.ndarray:
