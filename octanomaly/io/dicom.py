@@ -12,6 +12,7 @@ Patient-identifying fields go only to ``OCTVolume.phi``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,12 @@ META_KEYWORDS: tuple[str, ...] = (
     "BitsStored",
 )
 _LATERALITY = {"R": "OD", "L": "OS"}
+#: JPEG start-of-frame markers (baseline, extended, progressive, lossless, JPEG-LS) with the size.
+_SOF_MARKERS = frozenset(
+    (*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xCD, 0xCE, 0xCF, 0xF7)
+)
+#: Pixel sizes and B-scan spacings (mm) a DICOM header may give; anything else is corrupt.
+HEADER_SPACING_RANGE_MM: tuple[float, float] = (1e-4, 10.0)
 _IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 _J2K_HINT = "pip install pylibjpeg pylibjpeg-openjpeg"
 _JPEG_HINT = "pip install pylibjpeg pylibjpeg-libjpeg"
@@ -230,6 +237,150 @@ def _check_decoder(path: Path, ds: Any) -> None:
     raise InputError(path, f"pixel data in {ts.name} needs a decoder that is not installed: {hint}")
 
 
+# --------------------------------------------------------------------------- pixel data size
+
+
+def _n_frames(path: Path, ds: Any) -> int:
+    """NumberOfFrames (1 when absent); anything but a whole number >= 1 is refused."""
+    value = ds.get("NumberOfFrames")
+    if value is None or value == "":
+        return 1
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or str(value).strip().lstrip("+") != str(n):
+        raise InputError(path, f"NumberOfFrames is {str(value)!r}; it must be a whole number >= 1")
+    return n
+
+
+def _frame_bytes(path: Path, ds: Any) -> int:
+    """Bytes of one uncompressed frame from Rows, Columns, SamplesPerPixel and BitsAllocated."""
+    sizes = {}
+    for keyword in ("Rows", "Columns"):
+        value = ds.get(keyword)
+        if not isinstance(value, int) or value < 1:
+            raise InputError(path, f"{keyword} is {value!r}; it must be >= 1")
+        sizes[keyword] = value
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    size = sizes["Rows"] * sizes["Columns"] * samples * _out_dtype(ds, path).itemsize
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422":
+        size = size // 3 * 2
+    return size
+
+
+def _pixel_element(ds: Any) -> Any:
+    return ds.get_item("PixelData", keep_deferred=True)
+
+
+def _fragment_starts(path: Path, ds: Any) -> tuple[int, int, int, tuple[int, int] | None]:
+    """Offset table entries, fragments, fragments that open a JPEG / JPEG 2000 codestream, and
+    the (rows, columns) of the first codestream when its header says.
+
+    Reads only the item headers (and the start of each fragment) of the encapsulated pixel data,
+    from the file when pydicom left the value there.
+    """
+    import io
+    import struct
+
+    elem = _pixel_element(ds)
+    value = getattr(elem, "value", None)
+    if value is not None:
+        stream, end = io.BytesIO(bytes(value)), len(value)
+    else:
+        stream, end = open(path, "rb"), None  # closed below
+        stream.seek(elem.value_tell)
+    starts = (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP  ", b"\xff\xd8", b"\xff\x0a")
+    table, fragments, opened, size = 0, 0, 0, None
+    try:
+        first = True
+        while end is None or stream.tell() + 8 <= end:
+            header = stream.read(8)
+            if len(header) < 8:
+                raise InputError(path, "encapsulated pixel data is truncated (no end marker)")
+            group, element, length = struct.unpack("<HHI", header)
+            if (group, element) == (0xFFFE, 0xE0DD):  # sequence delimiter
+                break
+            if (group, element) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
+                raise InputError(path, "encapsulated pixel data is corrupt (bad item header)")
+            if first:
+                table, first = length // 4, False
+                stream.seek(length, 1)
+                continue
+            head = stream.read(min(length, 65536 if fragments == 0 else 12))
+            if fragments == 0:
+                size = _codestream_size(head)
+            fragments += 1
+            opened += head.startswith(starts)
+            stream.seek(length - len(head), 1)
+    finally:
+        stream.close()
+    return table, fragments, opened, size
+
+
+def _codestream_size(head: bytes) -> tuple[int, int] | None:
+    """(rows, columns) from the start of a JPEG 2000 (SIZ) or JPEG / JPEG-LS (SOF) codestream."""
+    import struct
+
+    siz = head.find(b"\xff\x4f\xff\x51")
+    if siz >= 0 and len(head) >= siz + 24:
+        width, height, x0, y0 = struct.unpack(">4I", head[siz + 8 : siz + 24])
+        return height - y0, width - x0
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    while pos + 4 <= len(head) and head[pos] == 0xFF:
+        marker, length = head[pos + 1], struct.unpack(">H", head[pos + 2 : pos + 4])[0]
+        if marker in _SOF_MARKERS:
+            if pos + 9 > len(head):
+                return None
+            rows, cols = struct.unpack(">HH", head[pos + 5 : pos + 9])
+            return (rows, cols) if rows else None  # 0 rows: height given later (DNL)
+        pos += 2 + length
+    return None
+
+
+def _check_pixel_data(path: Path, ds: Any, n: int) -> None:
+    """Refuse pixel data whose size disagrees with Rows x Columns x frames x bytes per pixel.
+
+    Native data must hold exactly that many bytes (plus one pad byte); encapsulated data must
+    hold NumberOfFrames frames (offset table, else codestream starts, else fragments).
+    """
+    frame = _frame_bytes(path, ds)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if not _transfer_syntax(ds).is_encapsulated:
+        elem = _pixel_element(ds)
+        length = elem.length if elem.value is None else len(elem.value)
+        if length == 0xFFFFFFFF:
+            raise InputError(path, "uncompressed pixel data of undefined length (corrupt)")
+        if length - n * frame in (0, 1):
+            return
+        if length % frame in (0, 1):
+            raise InputError(
+                path,
+                f"pixel data holds {length // frame} frames of {rows} x {cols} pixels "
+                f"but NumberOfFrames is {n}",
+            )
+        raise InputError(
+            path,
+            f"pixel data is {length} bytes, but Rows x Columns x frames x bytes per pixel = "
+            f"{rows} x {cols} x {n} x {frame // (rows * cols) or 1} = {n * frame}; "
+            "Rows or Columns do not match the pixels",
+        )
+    table, fragments, opened, size = _fragment_starts(path, ds)
+    if size is not None and size != (rows, cols):
+        raise InputError(
+            path,
+            f"its compressed frames are {size[0]} x {size[1]} pixels but Rows x Columns = "
+            f"{rows} x {cols}",
+        )
+    found = table or opened or fragments
+    if found != n and not (n == 1 and not table and not opened and fragments >= 1):
+        raise InputError(
+            path, f"encapsulated pixel data holds {found} frames but NumberOfFrames is {n}"
+        )
+
+
 # --------------------------------------------------------------------------- geometry
 
 
@@ -298,7 +449,12 @@ def _scalar(value: Any) -> float | None:
 def _frames(ds: Any, n_frames: int) -> list[_Frame]:
     """Geometry of each frame from the functional groups, falling back to top-level elements."""
     per = ds.get("PerFrameFunctionalGroupsSequence") or []
-    per = per if len(per) == n_frames else [None] * n_frames
+    if per and len(per) != n_frames:
+        raise InputError(
+            ds.filename,
+            f"PerFrameFunctionalGroupsSequence has {len(per)} items for {n_frames} frames",
+        )
+    per = per or [None] * n_frames
     instance = _ints(ds.get("InstanceNumber"))
     out = []
     for item in per:
@@ -420,11 +576,12 @@ def _to_gray(path: Path, frame: np.ndarray, ds: Any) -> np.ndarray:
     raise InputError(path, "holds colour images; octanomaly needs gray-scale OCT B-scans")
 
 
-def _decode_into(path: Path, ds: Any, out: np.ndarray, rank: np.ndarray, offset: int = 0) -> None:
-    """Decode the frames of ``path`` one by one into ``out[rank[i] + offset]``."""
+def _decoded_frames(path: Path, ds: Any, n: int) -> Iterator[np.ndarray]:
+    """The ``n`` frames of ``path`` as 2-D arrays, decoded one at a time (never all encoded)."""
     from pydicom.pixels import iter_pixels
 
     has_meta = bool(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None))
+    count = 0
     try:
         if has_meta:  # stream frames from disk: the encoded pixel data is never all in memory
             source = iter_pixels(path)
@@ -432,21 +589,52 @@ def _decode_into(path: Path, ds: Any, out: np.ndarray, rank: np.ndarray, offset:
             ds.file_meta = getattr(ds, "file_meta", None) or _empty_meta()
             ds.file_meta.TransferSyntaxUID = _transfer_syntax(ds)
             source = iter_pixels(ds)
-        count = 0
-        for i, frame in enumerate(source):
-            if i >= len(rank):
+        for frame in source:
+            if count == n:
                 break
-            out[rank[i] + offset] = _to_gray(path, frame, ds)
             count += 1
+            yield _to_gray(path, frame, ds)
     except InputError:
         raise
     except Exception as exc:
         ts = _transfer_syntax(ds)
+        if "reshape" in str(exc):
+            raise InputError(
+                path,
+                f"frame {count + 1} of its {ts.name} pixel data does not have "
+                f"Rows x Columns = {ds.Rows} x {ds.Columns} pixels",
+            ) from exc
         raise InputError(
             path, f"cannot decode its pixel data ({ts.name}; truncated or corrupt?): {exc}"
         ) from exc
-    if count < len(rank):
-        raise InputError(path, f"pixel data holds {count} of {len(rank)} frames (truncated?)")
+    if count < n:
+        raise InputError(path, f"pixel data holds {count} of {n} frames (truncated?)")
+
+
+def _allocate(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    try:
+        return np.empty(shape, dtype=dtype)
+    except MemoryError as exc:
+        size = np.prod(shape, dtype=float) * dtype.itemsize / 1e9
+        raise InputError(
+            path, f"{' x '.join(map(str, shape))} voxels need {size:.1f} GB; not enough memory"
+        ) from exc
+
+
+def _read_pixels(path: Path, ds: Any, rank: np.ndarray) -> np.ndarray:
+    """All frames of ``path`` put at ``rank[i]`` (frame ``i`` of the file).
+
+    Call after :func:`_check_pixel_data`; the output is allocated only once the first frame
+    decoded at Rows x Columns.
+    """
+    n = len(rank)
+    frames = _decoded_frames(path, ds, n)
+    first = next(frames)
+    data = _allocate(path, (n, *first.shape), _out_dtype(ds, path))
+    data[rank[0]] = first
+    for i, frame in enumerate(frames, start=1):
+        data[rank[i]] = frame
+    return _invert_monochrome1(data, ds)
 
 
 def _empty_meta() -> Any:
@@ -455,11 +643,11 @@ def _empty_meta() -> Any:
     return FileMetaDataset()
 
 
-def _out_dtype(ds: Any) -> np.dtype:
+def _out_dtype(ds: Any, path: Path | None = None) -> np.dtype:
     bits = int(ds.BitsAllocated)
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     if bits not in (8, 16, 32):
-        raise InputError(ds.filename, f"unsupported BitsAllocated {bits}")
+        raise InputError(path or ds.filename, f"unsupported BitsAllocated {bits}")
     return np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
 
 
@@ -515,6 +703,15 @@ def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: obj
     if spacing is not None:
         volume.spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
         volume.spacing_is_default = False
+        return volume
+    lo, hi = HEADER_SPACING_RANGE_MM
+    for name, value in zip(("B-scan spacing", "axial", "lateral"), volume.spacing, strict=True):
+        if not lo <= value <= hi:
+            raise InputError(
+                path,
+                f"{name} {value:g} mm from the DICOM header is not a plausible OCT spacing "
+                f"({lo:g}-{hi:g} mm); give the right one with --spacing",
+            )
     return volume
 
 
@@ -540,14 +737,13 @@ def _read_file(path: Path) -> OCTVolume:
     ds = _dcmread(path)
     _check_kind(path, ds)
     _check_decoder(path, ds)
-    n = int(ds.get("NumberOfFrames", 1) or 1)
+    n = _n_frames(path, ds)
+    _check_pixel_data(path, ds, n)
     frames = _frames(ds, n)
     order, bscan, source = _order_and_spacing(path, frames, _dimension_component(ds))
     rank = np.empty(n, dtype=int)
     rank[order] = np.arange(n)
-    data = np.empty((n, int(ds.Rows), int(ds.Columns)), dtype=_out_dtype(ds))
-    _decode_into(path, ds, data, rank)
-    data = _invert_monochrome1(data, ds)
+    data = _read_pixels(path, ds, rank)
     spacing, is_default, note = _spacing(path, frames, bscan, n)
     meta, phi = _metadata(ds)
     meta["frame_order_from"] = source
@@ -580,9 +776,7 @@ def _read_folder(folder: Path) -> OCTVolume:
         _check_kind(p, ds)
     if len(files) == 1:
         return _read_file(files[0])
-    multi = [
-        p.name for p, ds in zip(files, headers, strict=True) if ds.get("NumberOfFrames", 1) > 1
-    ]
+    multi = [p.name for p, ds in zip(files, headers, strict=True) if _n_frames(p, ds) > 1]
     if multi:
         raise InputError(
             folder,
@@ -598,12 +792,15 @@ def _read_folder(folder: Path) -> OCTVolume:
     order, bscan, source = _order_and_spacing(folder, frames, None)
     rank = np.empty(len(files), dtype=int)
     rank[order] = np.arange(len(files))
-    rows, cols = sizes.pop()
-    data = np.empty((len(files), rows, cols), dtype=dtypes.pop())
-    for i, (p, ds) in enumerate(zip(files, headers, strict=True)):
+    for p, ds in zip(files, headers, strict=True):
         _check_decoder(p, ds)
-        _decode_into(p, ds, data, np.array([0]), offset=int(rank[i]))
-        data[rank[i]] = _invert_monochrome1(data[rank[i]], ds)
+        _check_pixel_data(p, ds, 1)
+    data = np.empty(0)
+    for i, (p, ds) in enumerate(zip(files, headers, strict=True)):
+        pixels = _read_pixels(p, ds, np.zeros(1, dtype=int))[0]
+        if i == 0:  # allocated once the first B-scan decoded at its header's size
+            data = _allocate(folder, (len(files), *pixels.shape), pixels.dtype)
+        data[rank[i]] = pixels
     spacing, is_default, note = _spacing(folder, frames, bscan, len(files))
     meta, phi = _metadata(headers[order[0]])
     meta.pop("SOPInstanceUID", None)
