@@ -11,7 +11,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is an error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise OctanomalyError(
+            f"--device {device}: unknown device (use auto, cpu or cuda)"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise OctanomalyError("--device cuda was asked but no CUDA GPU is available")
     return dev
