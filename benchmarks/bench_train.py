@@ -19,13 +19,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from octanomaly.models import build_model
-from octanomaly.models.anogan import AnoGANConfig
-from octanomaly.models.fanogan import FAnoGANConfig
-from octanomaly.models.ganomaly import GANomalyConfig
+from octanomaly.models import MODELS, build_model
 
 PEAK_BF16 = 790e12
-CONFIGS = {"fanogan": FAnoGANConfig, "anogan": AnoGANConfig, "ganomaly": GANomalyConfig}
 
 
 def _sync(dev: torch.device) -> None:
@@ -66,9 +62,10 @@ def bench(
 ) -> dict:
     """Throughput of one model configuration."""
     torch.manual_seed(0)
-    cfg = CONFIGS[name](width=width, patch_size=patch)
-    if name == "anogan":
-        cfg.mapping.steps, cfg.mapping.early_stop = 1, False
+    cls = MODELS[name].config_cls
+    sizes = {"width": width, "mapping": {"steps": 1, "early_stop": False}}  # where they apply
+    sizes = {k: v for k, v in sizes.items() if k in cls.model_fields}
+    cfg = cls.model_validate({"name": name, "patch_size": patch, **sizes})
     model = build_model(cfg).to(dev)
     cl = dev.type == "cuda"
     if cl:
@@ -81,13 +78,13 @@ def bench(
         memory_format=fmt
     )
     use_amp = amp and dev.type == "cuda"
+    model.amp = amp  # train_step autocasts its forward passes (CUDA only)
     stage = model.stages[0]
     model.begin_stage(stage)
     counter = iter(range(10**9))
 
     def train_step() -> None:
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-            model.train_step(x, stage, next(counter))
+        model.train_step(x, stage, next(counter))
 
     def score() -> None:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -119,7 +116,7 @@ def bench(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--models", nargs="+", default=["fanogan", "anogan", "ganomaly"])
+    ap.add_argument("--models", nargs="+", default=sorted(MODELS), choices=sorted(MODELS))
     ap.add_argument("--widths", nargs="+", type=int, default=[64])
     ap.add_argument("--patch", type=int, default=64)
     ap.add_argument("--batch", type=int, default=64)

@@ -11,13 +11,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 import octanomaly
 from octanomaly.errors import ConfigError
-from octanomaly.models.anogan.model import AnoGANConfig
-from octanomaly.models.fanogan.model import FAnoGANConfig
-from octanomaly.models.ganomaly.model import GANomalyConfig
+from octanomaly.models.base import ModelConfig
 from octanomaly.models.registry import MODELS
 from octanomaly.transforms.preprocess import PreprocessingConfig
 
@@ -26,8 +32,18 @@ CONFIG_DIR = Path(octanomaly.__file__).resolve().parents[1] / "configs"
 
 #: Steps per stage when a YAML does not give them.
 DEFAULT_STAGE_STEPS = 10_000
+#: The model trained when neither a config nor ``--model`` names one.
+DEFAULT_MODEL = "fanogan"
 
-ModelSection = Annotated[FAnoGANConfig | AnoGANConfig | GANomalyConfig, Field(discriminator="name")]
+
+def model_section(data: Any) -> ModelConfig:
+    """The config of the registered model that ``data["name"]`` names, validated by its class."""
+    if isinstance(data, ModelConfig):
+        return data
+    name = data.get("name", DEFAULT_MODEL) if isinstance(data, dict) else None
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name].config_cls.model_validate(data)
 
 
 class TrainingConfig(BaseModel):
@@ -60,9 +76,16 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelSection = Field(default_factory=FAnoGANConfig)
+    model: SerializeAsAny[ModelConfig] = Field(
+        default_factory=lambda: model_section({"name": DEFAULT_MODEL})
+    )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _registered_model(cls, data: Any) -> ModelConfig:
+        return model_section(data)
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -94,10 +117,7 @@ def default_config_path(model: str) -> Path:
 def _format_error(err: ValidationError, source: str) -> str:
     parts = []
     for e in err.errors()[:3]:
-        loc = [str(p) for p in e["loc"]]
-        if len(loc) > 1 and loc[0] == "model" and loc[1] in MODELS:
-            del loc[1]
-        key = ".".join(loc)
+        key = ".".join(str(p) for p in e["loc"])
         parts.append(f"{key}: {e['msg']}" if key else e["msg"])
     return f"{source}: " + "; ".join(parts)
 
@@ -143,7 +163,7 @@ def load_config(
     ``model`` picks the default file and must agree with the file's ``model.name``.
     """
     if path is None:
-        name = model or "fanogan"
+        name = model or DEFAULT_MODEL
         if name not in MODELS:
             raise ConfigError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
         path = default_config_path(name)
@@ -152,14 +172,14 @@ def load_config(
         data = read_yaml(path)
     section = data.get("model")
     if section is None:
-        data["model"] = section = {"name": model or "fanogan"}
+        data["model"] = section = {"name": model or DEFAULT_MODEL}
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: model: must be a mapping with a 'name' key")
     if model is not None and section.get("name", model) != model:
         raise ConfigError(
             f"{path}: model.name is {section.get('name')!r} but --model {model!r} was asked"
         )
-    section.setdefault("name", model or "fanogan")
+    section.setdefault("name", model or DEFAULT_MODEL)
     if overrides:
         data = _merge(data, overrides)
     return config_from_dict(data, str(path))

@@ -352,7 +352,7 @@ class Trainer:
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         preview_x = self._preview_batch()
-        amp = dev.type == "cuda" and tcfg.amp
+        model.amp = tcfg.amp
         interrupt = _Interrupt()
         total = sum(n for _, n in self.plan)
         last_good = pos["global_step"] if self.resume else None
@@ -369,8 +369,7 @@ class Trainer:
                     real = real.to(dev, non_blocking=True)
                     if use_cl:
                         real = real.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                        out = model.train_step(real, stage, step)
+                    out = model.train_step(real, stage, step)  # autocasts its forward passes
                     losses.add(out)
                     done = step + 1
                     pos = {

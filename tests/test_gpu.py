@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from octanomaly.models import MODELS
 from octanomaly.runs import load_model
 from octanomaly.scoring.patch_scores import score_patches
 from octanomaly.training import TensorSampler, train
@@ -16,7 +17,7 @@ from tests.test_training import tiny_cfg
 pytestmark = pytest.mark.gpu
 
 
-@pytest.mark.parametrize("name", ["fanogan", "anogan", "ganomaly"])
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_cuda_training_with_bf16_and_channels_last_gives_finite_losses(name, tmp_path):
     cfg = tiny_cfg(name, amp=True, channels_last=True)
     data = TensorSampler(layered_patches(64, cfg.preprocessing.patch_size).cuda())

@@ -12,22 +12,25 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from octanomaly.config import RunConfig, TrainingConfig, load_config
+from octanomaly.config import CONFIG_DIR, RunConfig, TrainingConfig, load_config, read_yaml
 from octanomaly.errors import ConfigError, OctanomalyError
-from octanomaly.models.anogan import AnoGANConfig
-from octanomaly.models.fanogan import FAnoGANConfig
-from octanomaly.models.ganomaly import GANomalyConfig
+from octanomaly.models import MODELS
 from octanomaly.training import TensorSampler, Trainer, train
 from octanomaly.transforms.preprocess import PreprocessingConfig
 from tests._patches import layered_patches, one_thread
 
 _single_thread = pytest.fixture(autouse=True)(one_thread)
 P = 32
-MODEL_CFGS = {
-    "fanogan": lambda: FAnoGANConfig(width=4, nz=8, n_critic=2),
-    "anogan": lambda: AnoGANConfig(width=4, nz=8, mapping={"steps": 5}),
-    "ganomaly": lambda: GANomalyConfig(width=4, nz=8),
-}
+#: Tiny settings for whichever registered model has these fields.
+TINY = {"width": 4, "nz": 8, "n_critic": 2, "mapping": {"steps": 5}}
+
+
+def tiny_model_cfg(name: str):
+    """The registered model's config with :data:`TINY` where its fields allow."""
+    cls = MODELS[name].config_cls
+    return cls.model_validate(
+        {"name": name, **{k: v for k, v in TINY.items() if k in cls.model_fields}}
+    )
 
 
 def tiny_cfg(name: str = "fanogan", steps: dict | None = None, **training) -> RunConfig:
@@ -41,10 +44,10 @@ def tiny_cfg(name: str = "fanogan", steps: dict | None = None, **training) -> Ru
         score_batch_size=8,
     )
     opts.update(training)
-    if name != "fanogan":
-        opts["steps"] = {"gan": opts["steps"]["gan"]}
+    stages = MODELS[name].stages
+    opts["steps"] = {s: n for s, n in opts["steps"].items() if s in stages}
     return RunConfig(
-        model=MODEL_CFGS[name](),
+        model=tiny_model_cfg(name),
         training=TrainingConfig(**opts),
         preprocessing=PreprocessingConfig(patch_size=P),
     )
@@ -81,7 +84,7 @@ class NaNSampler(TensorSampler):
         return x * float("nan") if self.calls >= self.at else x
 
 
-@pytest.mark.parametrize("name", ["fanogan", "anogan", "ganomaly"])
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_train_writes_complete_run_folder(name, tmp_path):
     from octanomaly.runs import load_model
 
@@ -176,11 +179,13 @@ def _write(tmp_path: Path, text: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("name", ["fanogan", "anogan", "ganomaly"])
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_shipped_configs_validate_and_overrides_apply(name):
     cfg = load_config(model=name, overrides={"training": {"batch_size": 7, "seed": 3}})
     assert cfg.model.name == name and cfg.training.batch_size == 7 and cfg.training.seed == 3
-    assert set(cfg.training.steps) == set({"fanogan": ("gan", "encoder")}.get(name, ("gan",)))
+    assert set(cfg.training.steps) == set(MODELS[name].stages)
+    shipped = read_yaml(CONFIG_DIR / f"{name}.yaml")
+    assert cfg.training.steps == shipped["training"]["steps"]  # the shipped file, not defaults
     assert cfg.model.patch_size == cfg.preprocessing.patch_size
 
 

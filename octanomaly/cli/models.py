@@ -65,7 +65,7 @@ def describe(path: Path, name: str | None = None, bundled: bool = False) -> dict
         "bundled": bundled,
         "model": cfg.model.name,
         "patch_size": int(cfg.model.patch_size),
-        "width": int(cfg.model.width),
+        "width": getattr(cfg.model, "width", None),  # not every model has a width
         "target_spacing": list(spacing) if spacing is not None else None,
         "steps": dict(cfg.training.steps),
         "run_id": run.run_id,
@@ -116,7 +116,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
             name,
             r["model"],
             str(r["patch_size"]),
-            str(r["width"]),
+            "-" if r["width"] is None else str(r["width"]),
             "native" if spacing is None else "\n".join(f"{v:g}" for v in spacing),
             "\n".join(f"{stage} {n:,}" for stage, n in r["steps"].items()) or "-",
             r["run_id"],

@@ -20,7 +20,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder to create, e.g. runs/NAME.")],
     model: Annotated[
         str | None,
-        typer.Option("--model", help="fanogan (default), anogan or ganomaly."),
+        typer.Option("--model", help="A registered model: fanogan (default), anogan, ganomaly."),
     ] = None,
     config: Annotated[
         Path | None,

@@ -69,6 +69,9 @@ class AnomalyModel(nn.Module):
     stages: ClassVar[tuple[str, ...]]
     #: Networks updated in each stage; the others are frozen (eval mode, no gradients).
     trained_nets: ClassVar[dict[str, tuple[str, ...]]]
+    #: Scoring needs autograd (e.g. AnoGAN optimises latent codes): scored under ``no_grad``
+    #: with gradients enabled where the model asks, never under ``inference_mode``.
+    grad_scoring: ClassVar[bool] = False
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -77,6 +80,8 @@ class AnomalyModel(nn.Module):
         #: Random stream for latent codes and interpolation weights (set by the training loop).
         self.generator: torch.Generator | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        #: bf16 autocast of the forward passes in :meth:`train_step` (CUDA only; set by the loop).
+        self.amp = False
         self._wrapped: dict[str, nn.Module] = {}
 
     # ----------------------------------------------------------------- training interface
@@ -93,8 +98,23 @@ class AnomalyModel(nn.Module):
         }
 
     def train_step(self, real: Tensor, stage: str, step: int) -> dict[str, Tensor]:
-        """One optimisation step of ``stage`` on a batch ``(B, 1, P, P)``; detached losses."""
+        """One optimisation step of ``stage`` on a batch ``(B, 1, P, P)``; detached losses.
+
+        Forward passes and losses run inside :meth:`autocast`; :meth:`update` runs outside it.
+        """
         raise NotImplementedError
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for forward passes when :attr:`amp` is on and the model is on CUDA."""
+        dev = self.device.type
+        return torch.autocast(dev, dtype=torch.bfloat16, enabled=self.amp and dev == "cuda")
+
+    def update(self, net_name: str, loss: Tensor) -> None:
+        """Backpropagate ``loss`` and step the optimiser of ``net_name`` (call outside autocast)."""
+        opt = self.optimizers[net_name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
     def begin_stage(self, stage: str) -> None:
         """Put trained networks of ``stage`` in train mode, freeze and eval the others."""

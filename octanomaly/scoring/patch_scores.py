@@ -1,9 +1,10 @@
 """Batched patch scoring: ``model.score`` over many patches, in eval mode, on any device.
 
 Feed-forward models (f-AnoGAN, GANomaly) run under ``torch.inference_mode``; AnoGAN's latent
-mapping needs gradients with respect to its latent codes (never the weights), so it runs under
-``torch.no_grad`` and enables gradients on ``z`` itself. On CUDA, bf16 autocast is used when the
-run was trained (and calibrated) with it, so healthy and query scores come from the same numerics.
+mapping needs gradients with respect to its latent codes (never the weights): models declaring
+``grad_scoring`` run under ``torch.no_grad`` and enable gradients on ``z`` themselves. On CUDA,
+bf16 autocast is used when the run was trained (and calibrated) with it, so healthy and query
+scores come from the same numerics.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ import torch
 
 from octanomaly.models import AnomalyModel
 
-#: Models whose scoring optimises latent codes by backpropagation.
-GRAD_SCORED_MODELS: frozenset[str] = frozenset({"anogan"})
-
 
 @dataclass
 class PatchBatchScores:
@@ -30,7 +28,7 @@ class PatchBatchScores:
 
 
 def _grad_context(model: AnomalyModel) -> contextlib.AbstractContextManager:
-    if model.name in GRAD_SCORED_MODELS:
+    if model.grad_scoring:  # e.g. AnoGAN optimises latent codes by backpropagation
         return torch.no_grad()
     return torch.inference_mode()
 

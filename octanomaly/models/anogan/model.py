@@ -53,6 +53,7 @@ class AnoGAN(AnomalyModel):
     config_cls: ClassVar[type[ModelConfig]] = AnoGANConfig
     stages: ClassVar[tuple[str, ...]] = ("gan",)
     trained_nets: ClassVar[dict[str, tuple[str, ...]]] = {"gan": ("G", "D")}
+    grad_scoring: ClassVar[bool] = True  # latent mapping backpropagates to z
     cfg: AnoGANConfig
 
     def __init__(self, cfg: AnoGANConfig):
@@ -68,18 +69,16 @@ class AnoGAN(AnomalyModel):
     def train_step(self, real: Tensor, stage: str, step: int) -> dict[str, Tensor]:
         if stage != "gan":
             raise ValueError(f"unknown stage {stage!r}")
-        fake = self.net("G")(self.randn(real.shape[0], self.cfg.nz))
-        disc = self.net("D")
-        real_logits, fake_logits = disc(real), disc(fake.detach())
-        loss_d = L.discriminator_loss(real_logits, fake_logits)
-        self.optimizers["D"].zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.optimizers["D"].step()
+        with self.autocast():
+            fake = self.net("G")(self.randn(real.shape[0], self.cfg.nz))
+            disc = self.net("D")
+            real_logits, fake_logits = disc(real), disc(fake.detach())
+            loss_d = L.discriminator_loss(real_logits, fake_logits)
+        self.update("D", loss_d)
         self.D.requires_grad_(False)
-        loss_g = L.generator_loss(self.D(fake))
-        self.optimizers["G"].zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.optimizers["G"].step()
+        with self.autocast():
+            loss_g = L.generator_loss(self.D(fake))
+        self.update("G", loss_g)
         self.D.requires_grad_(True)
         return {
             "d": loss_d.detach(),

@@ -74,18 +74,16 @@ class FAnoGAN(AnomalyModel):
 
     def _gan_step(self, real: Tensor, step: int) -> dict[str, Tensor]:
         b = real.shape[0]
-        with torch.no_grad():
-            fake = self.G(self.prior(b))
-        eps = self.rand(b, 1, 1, 1)
-        interp = (eps * real + (1 - eps) * fake).requires_grad_(True)
-        out = self.net("D")(torch.cat([real, fake, interp]))
-        d_real, d_fake, d_interp = out.split(b)
-        gp = L.gradient_penalty(d_interp, interp)
-        loss_d = L.critic_loss(d_real, d_fake, gp, self.cfg.gp_weight)
-        opt_d = self.optimizers["D"]
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        with self.autocast():
+            with torch.no_grad():
+                fake = self.G(self.prior(b))
+            eps = self.rand(b, 1, 1, 1)
+            interp = (eps * real + (1 - eps) * fake).requires_grad_(True)
+            out = self.net("D")(torch.cat([real, fake, interp]))
+            d_real, d_fake, d_interp = out.split(b)
+            gp = L.gradient_penalty(d_interp, interp)
+            loss_d = L.critic_loss(d_real, d_fake, gp, self.cfg.gp_weight)
+        self.update("D", loss_d)
         losses = {
             "d": loss_d.detach(),
             "gp": gp.detach(),
@@ -93,39 +91,36 @@ class FAnoGAN(AnomalyModel):
         }
         if step % self.cfg.n_critic == self.cfg.n_critic - 1:
             self.D.requires_grad_(False)
-            loss_g = L.generator_loss(self.D(self.net("G")(self.prior(b))))
-            opt_g = self.optimizers["G"]
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
+            with self.autocast():
+                loss_g = L.generator_loss(self.D(self.net("G")(self.prior(b))))
+            self.update("G", loss_g)
             self.D.requires_grad_(True)
             losses["g"] = loss_g.detach()
         return losses
 
     def _encoder_step(self, real: Tensor) -> dict[str, Tensor]:
+        with self.autocast():
+            loss, losses = self._encoder_loss(real)
+        self.update("E", loss)
+        return losses
+
+    def _encoder_loss(self, real: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         enc = self.net("E")
         if self.cfg.encoder_mode == "ziz":
             z = self.prior(real.shape[0])
             with torch.no_grad():
                 fake = self.G(z)
             loss = L.per_sample_mse(z, enc(fake)).mean()
-            losses = {"enc": loss.detach()}
-        else:
-            rec = self.G(enc(real))
-            if self.cfg.encoder_mode == "izi_f":
-                f = self.D.features(torch.cat([real, rec]))
-                img, feat = L.izi_f_terms(real, rec, *f.split(real.shape[0]))
-                img, feat = img.mean(), feat.mean()
-                loss = img + self.cfg.kappa * feat
-                losses = {"enc": loss.detach(), "img": img.detach(), "feat": feat.detach()}
-            else:
-                loss = L.per_sample_mse(real, rec).mean()
-                losses = {"enc": loss.detach()}
-        opt = self.optimizers["E"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return losses
+            return loss, {"enc": loss.detach()}
+        rec = self.G(enc(real))
+        if self.cfg.encoder_mode == "izi_f":
+            f = self.D.features(torch.cat([real, rec]))
+            img, feat = L.izi_f_terms(real, rec, *f.split(real.shape[0]))
+            img, feat = img.mean(), feat.mean()
+            loss = img + self.cfg.kappa * feat
+            return loss, {"enc": loss.detach(), "img": img.detach(), "feat": feat.detach()}
+        loss = L.per_sample_mse(real, rec).mean()
+        return loss, {"enc": loss.detach()}
 
     def reconstruct(self, x: Tensor) -> Tensor:
         with self.evaluating(), torch.no_grad():

@@ -53,22 +53,22 @@ class GANomaly(AnomalyModel):
         if stage != "gan":
             raise ValueError(f"unknown stage {stage!r}")
         c = self.cfg
-        x_hat, z, z_hat = self.net("G")(real)
         self.D.requires_grad_(False)
-        _, feat_real = self.D(real)
-        _, feat_fake = self.D(x_hat)
-        g = L.generator_loss(feat_real, feat_fake, real, x_hat, z, z_hat, c.w_adv, c.w_con, c.w_enc)
-        self.optimizers["G"].zero_grad(set_to_none=True)
-        g["g"].backward()
-        self.optimizers["G"].step()
+        with self.autocast():
+            x_hat, z, z_hat = self.net("G")(real)
+            _, feat_real = self.D(real)
+            _, feat_fake = self.D(x_hat)
+            g = L.generator_loss(
+                feat_real, feat_fake, real, x_hat, z, z_hat, c.w_adv, c.w_con, c.w_enc
+            )
+        self.update("G", g["g"])
         self.D.requires_grad_(True)
-        disc = self.net("D")
-        real_logits, _ = disc(real)
-        fake_logits, _ = disc(x_hat.detach())
-        loss_d = L.discriminator_loss(real_logits, fake_logits)
-        self.optimizers["D"].zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.optimizers["D"].step()
+        with self.autocast():
+            disc = self.net("D")
+            real_logits, _ = disc(real)
+            fake_logits, _ = disc(x_hat.detach())
+            loss_d = L.discriminator_loss(real_logits, fake_logits)
+        self.update("D", loss_d)
         return {k: v.detach() for k, v in g.items()} | {"d": loss_d.detach()}
 
     def reconstruct(self, x: Tensor) -> Tensor:
