@@ -63,6 +63,10 @@ def write_opt(
 
     ``transfer_syntax``: "explicit-le", "jpeg2000-lossless" or "jpeg-baseline" (8-bit, lossy,
     via Pillow). ``patient``: DICOM patient keywords (``PATIENT_KEYWORDS``); none written otherwise.
+    ``frame_of_reference=False`` leaves out the Frame of Reference and with it the plane position
+    and orientation groups the OPT IOD requires: not conformant, it only stands in for device
+    exports that lack them (octanomaly's commands always write a Frame of Reference). A volume
+    without ``laterality`` gets no Image Laterality: DICOM OPT has no value for an unknown eye.
     """
     from pydicom.uid import JPEG2000Lossless
 
@@ -216,6 +220,11 @@ def _dataset(
     if laterality:
         ds.ImageLaterality = laterality
     ds.BurnedInAnnotation = "NO"
+    # Fixed by the OPT image module (PS3.3 C.8.17.7): OPT instances are never concatenations
+    # (C.8.17.16.3), and the multi-frame module lets an IOD enumerate these values to say so.
+    ds.ConcatenationFrameOffsetNumber = 0
+    ds.InConcatenationNumber = 1
+    ds.InConcatenationTotalNumber = 1
     ds.PresentationLUTShape = "IDENTITY"
     ds.LossyImageCompression = "00"
     ds.AcquisitionDeviceTypeCodeSequence = Sequence(
