@@ -558,6 +558,17 @@ def _order_and_spacing(
     return np.arange(n), fallback, "file order"
 
 
+def frame_order(path: str | Path, ds: Any) -> np.ndarray:
+    """Stored frame index (0-based) of each B-scan in the order the reader puts them.
+
+    B-scan ``k`` of the volume read from ``path`` is frame ``order[k]`` of the file (header
+    ``ds``); writers of derived objects use it to reference the source's own frames.
+    """
+    path = Path(path)
+    frames = _frames(ds, _n_frames(path, ds))
+    return _order_and_spacing(path, frames, _dimension_component(ds))[0]
+
+
 # --------------------------------------------------------------------------- pixels
 
 
@@ -663,7 +674,8 @@ def _invert_monochrome1(data: np.ndarray, ds: Any) -> np.ndarray:
 # --------------------------------------------------------------------------- metadata
 
 
-def _laterality(ds: Any) -> str | None:
+def laterality(ds: Any) -> str | None:
+    """The eye ("OD" or "OS") from (Image) Laterality or the frame anatomy of ``ds``, else None."""
     values = [ds.get("ImageLaterality"), ds.get("Laterality")]
     values.append(_group_value(ds, None, "FrameAnatomySequence", "FrameLaterality"))
     per = ds.get("PerFrameFunctionalGroupsSequence") or []
@@ -752,7 +764,7 @@ def _read_file(path: Path) -> OCTVolume:
     return OCTVolume(
         data=data,
         spacing=spacing,
-        laterality=_laterality(ds),
+        laterality=laterality(ds),
         source_format=FORMAT,
         source_path=path,
         metadata=meta,
@@ -811,7 +823,7 @@ def _read_folder(folder: Path) -> OCTVolume:
     return OCTVolume(
         data=data,
         spacing=spacing,
-        laterality=_laterality(headers[0]),
+        laterality=laterality(headers[0]),
         source_format="dicom-series",
         source_path=folder,
         metadata=meta,

@@ -21,11 +21,14 @@ import numpy as np
 
 from octanomaly.errors import InputError, OctanomalyError
 from octanomaly.io.atomic import atomic_path
+from octanomaly.io.dicom import PHI_KEYWORDS, frame_order, laterality
 
 #: Content label of the map (DICOM CS: upper case, at most 16 characters).
 CONTENT_LABEL: str = "ANOMALY"
 #: Label of the real world value mapping (at most 16 characters).
 LUT_LABEL: str = "ZSCORE"
+#: General Series Laterality (R/L) from the reader's OD/OS; empty (type 2C) when unknown.
+_SERIES_LATERALITY = {"OD": "R", "OS": "L"}
 #: Identifying attributes the map must carry (DICOM type 2): emptied unless ``keep_patient``.
 _TYPE2_IDENTIFIERS: tuple[str, ...] = (
     "PatientName",
@@ -56,11 +59,33 @@ def _read_source(source_path: Path):  # -> pydicom.Dataset
 
 
 def _identifier_keywords() -> tuple[str, ...]:
-    try:
-        from octanomaly.io.dicom import PHI_KEYWORDS
-    except ImportError:  # pragma: no cover - reader module always present in a full install
-        PHI_KEYWORDS = ()
     return tuple(dict.fromkeys((*_TYPE2_IDENTIFIERS, *PHI_KEYWORDS)))
+
+
+def _short_ds(value: float) -> str:
+    """``value`` in at most 16 characters, trailing zeros dropped (4.2299999999999995 -> 4.23)."""
+    from pydicom.valuerep import format_number_as_ds
+
+    text = format_number_as_ds(value)
+    if "." in text and "e" not in text.lower():
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _fit_decimal_strings(ds) -> None:  # ds: pydicom.Dataset
+    """Rewrite every DS value longer than the 16 characters DICOM allows (e.g. a source's raw
+    float reprs copied into the map) as the closest number that fits."""
+    from pydicom.valuerep import DSfloat
+
+    for elem in ds.iterall():
+        if elem.VR != "DS" or elem.value is None or elem.value == "":
+            continue
+        many = elem.VM > 1
+        values = list(elem.value) if many else [elem.value]
+        if all(len(str(v)) <= 16 for v in values):
+            continue
+        fitted = [DSfloat(_short_ds(float(v))) for v in values]
+        elem.value = fitted if many else fitted[0]
 
 
 def _prepared_source(ds, keep_patient: bool):  # -> pydicom.Dataset
@@ -109,8 +134,8 @@ def write_parametric_map(
         raise OctanomalyError(
             f"{source_path}: DICOM source has no Frame of Reference; no parametric map written"
         )
-    n_frames = int(src.get("NumberOfFrames", 1) or 1)
-    expected = (n_frames, int(src.Rows), int(src.Columns))
+    order = frame_order(source_path, src)  # B-scan k is stored frame order[k] of the source
+    expected = (len(order), int(src.Rows), int(src.Columns))
     values = np.asarray(anomaly, dtype=np.float32)
     if values.shape != expected:
         raise OctanomalyError(
@@ -130,10 +155,14 @@ def write_parametric_map(
         intercept=0.0,
     )
     top = max(float(np.percentile(values, 99.9)), 1.0)
+    stored = np.empty_like(values)
+    stored[order] = (
+        values  # the map's frames in the source's storage order, as highdicom pairs them
+    )
     try:
         pm = _parametric_map(
             src,
-            values,
+            stored,
             mapping,
             window_top=top,
             description=description,
@@ -145,6 +174,8 @@ def write_parametric_map(
             f"{source_path}: cannot derive a parametric map from this DICOM source ({exc})"
         ) from exc
     pm.SeriesDescription = description[:64]
+    pm.Laterality = _SERIES_LATERALITY.get(laterality(src) or "", "")
+    _fit_decimal_strings(pm)
     with atomic_path(path, protect=(source_path, *protect)) as tmp:
         pm.save_as(tmp, enforce_file_format=True)
     return path
