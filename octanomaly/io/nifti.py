@@ -6,6 +6,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from isal import igzip
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 
 from octanomaly.errors import InputError
@@ -15,6 +16,8 @@ from octanomaly.volume import NIFTI_AXCODES, OCTVolume, nifti_affine
 FORMAT = "nifti"
 _N1_MAGIC = (b"n+1\x00", b"ni1\x00")
 _N2_MAGIC = (b"n+2\x00", b"ni2\x00")
+#: gzip level of written ``.nii.gz`` files (ISA-L levels 0-3; 1 is nibabel's own default).
+GZIP_LEVEL = 1
 
 
 def sniff(path: Path) -> bool:
@@ -102,7 +105,9 @@ def to_nifti_image(
     if array.ndim != 3:
         raise ValueError(f"expected (n_bscans, depth, width), got shape {array.shape}")
     affine = nifti_affine(spacing)
-    img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(array, (2, 1, 0))), affine)
+    # a C-ordered (n, depth, width) array is the Fortran-ordered (width, depth, n) NIfTI
+    # array: the transposed view is written without a copy
+    img = nib.Nifti1Image(np.transpose(array, (2, 1, 0)), affine)
     img.header.set_xyzt_units("mm")
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)
@@ -121,7 +126,11 @@ def write(
     path = Path(path)
     img = to_nifti_image(array, spacing, description)
     with atomic_path(path, protect=protect) as tmp:
-        nib.save(img, str(tmp))
+        if path.name.lower().endswith(".gz"):  # ISA-L gzip: ~5-20x faster than zlib, same format
+            with igzip.open(tmp, "wb", compresslevel=GZIP_LEVEL) as f:
+                img.to_stream(f)
+        else:
+            nib.save(img, str(tmp))
     return path
 
 
