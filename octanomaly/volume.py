@@ -18,6 +18,20 @@ from octanomaly.errors import InputError
 #: Spacing used when a format carries none (Spectralis-like macular cube), in mm.
 DEFAULT_SPACING: tuple[float, float, float] = (0.1, 0.0039, 0.0112)
 
+#: Voxel spacing (mm) any retinal OCT device produces, per axis ``(bscan, axial, lateral)``,
+#: with a wide margin: axial 0.5-50 um (devices: 2-8 um), lateral 0.5-200 um (devices:
+#: 4-60 um), B-scan distance 1 um-5 mm (devices: 5 um-0.5 mm). Outside it a file's spacing is
+#: wrong (e.g. um without units) and mapping would need absurd memory or give empty maps.
+PLAUSIBLE_SPACING_MM: tuple[tuple[float, float], ...] = (
+    (0.001, 5.0),
+    (0.0005, 0.05),
+    (0.0005, 0.2),
+)
+#: Largest physical extent (mm) per axis of an OCT volume (devices: at most ~6 mm deep, ~20 mm
+#: wide and apart); larger means the spacing (or the image) is not an OCT scan.
+PLAUSIBLE_EXTENT_MM: tuple[float, float, float] = (40.0, 20.0, 40.0)
+_AXES = ("B-scan", "axial", "lateral")
+
 #: Orientation codes of the NIfTI layout (nibabel ``aff2axcodes`` of :func:`nifti_affine`).
 NIFTI_AXCODES: tuple[str, str, str] = ("L", "P", "S")
 
@@ -26,6 +40,24 @@ def nifti_affine(spacing: tuple[float, float, float]) -> np.ndarray:
     """The 4x4 NIfTI affine for a volume of spacing ``(bscan, axial, lateral)`` mm."""
     bscan, axial, lateral = (float(s) for s in spacing)
     return np.diag([-lateral, -axial, bscan, 1.0])
+
+
+def check_spacing(spacing: tuple[float, ...], where: str | Path = "--spacing") -> None:
+    """Raise :class:`InputError` unless ``spacing`` is 3 mm values within
+    :data:`PLAUSIBLE_SPACING_MM`; the message names the axis and suggests ``--spacing``."""
+    if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise InputError(
+            where,
+            f"invalid spacing {tuple(spacing)} (need 3 positive mm values, BSCAN AXIAL LATERAL;"
+            " pass --spacing)",
+        )
+    for axis, s, (lo, hi) in zip(_AXES, spacing, PLAUSIBLE_SPACING_MM, strict=True):
+        if not lo <= s <= hi:
+            raise InputError(
+                where,
+                f"{axis} spacing {s:g} mm is outside what OCT devices produce ({lo:g}-{hi:g} mm;"
+                " in um without units?); pass --spacing BSCAN AXIAL LATERAL in mm",
+            )
 
 
 @dataclass
@@ -79,7 +111,8 @@ class OCTVolume:
         return replace(self, data=data)
 
     def validate(self) -> OCTVolume:
-        """Check shape, spacing and finiteness; raise :class:`InputError` naming the source."""
+        """Check shape, finiteness and plausible OCT geometry (:func:`check_spacing`, extent);
+        raise :class:`InputError` naming the source."""
         where = self.source_path or "<array>"
         if self.data.ndim != 3:
             raise InputError(
@@ -94,8 +127,16 @@ class OCTVolume:
         if np.issubdtype(self.data.dtype, np.floating) and not np.isfinite(self.data).all():
             n = int((~np.isfinite(self.data)).sum())
             raise InputError(where, f"{n} voxels are NaN or infinite")
-        if len(self.spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in self.spacing):
-            raise InputError(where, f"invalid spacing {self.spacing} (need 3 positive mm values)")
+        check_spacing(self.spacing, where)
+        for axis, n, s, top in zip(
+            _AXES, self.shape, self.spacing, PLAUSIBLE_EXTENT_MM, strict=True
+        ):
+            if n * s > top:
+                raise InputError(
+                    where,
+                    f"{n} px x {s:g} mm = {n * s:.0f} mm along the {axis} axis; no OCT scan is "
+                    f"larger than {top:g} mm (wrong spacing, or not an OCT B-scan? pass --spacing)",
+                )
         return self
 
     def summary(self, phi: bool = False) -> dict[str, Any]:

@@ -37,6 +37,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     err_console.print(f"octanomaly: warning: {message}", markup=False, highlight=False)
 
 
+def debug_enabled() -> bool:
+    """True when ``--debug`` was given (show tracebacks instead of one-line errors)."""
+    return _state["debug"]
+
+
 def fail(message: str) -> None:
     """Print ``message`` as one error line on stderr and exit with code 2."""
     err_console.print(f"octanomaly: error: {message}", markup=False, highlight=False)

@@ -35,24 +35,63 @@ def _resolve_model(model: Path | None) -> Path:
     return default
 
 
-def _map_one(path, run, out, stride, threshold, min_size, all_bscans, spacing, phi, device):
-    """Read, map and write one input; returns ``(out_dir, result)``."""
+def _plan(volumes: list[Path], out: Path | None) -> list[tuple[Path, Path, str]]:
+    """``(input, out_dir, stem)`` per input; a stem taken by an earlier input of the batch (or
+    by octanomaly results of another input there) becomes ``stem-2``, ... with a warning."""
+    from octanomaly.scoring.outputs import choose_stem, output_stem
+
+    taken: set[tuple[str, str]] = set()
+    plan = []
+    for path in volumes:
+        out_dir = out if out is not None else path.resolve().parent
+        stem = output_stem(path)
+        try:
+            chosen = choose_stem(out_dir, stem, path, taken)
+        except OctanomalyError:
+            chosen = stem  # reported by check_outputs at its turn
+        if chosen != stem:
+            err_console.print(
+                f"octanomaly: warning: {path}: outputs named {chosen}_* ({stem}_* is taken by "
+                "another input)",
+                markup=False,
+                highlight=False,
+            )
+        plan.append((path, out_dir, chosen))
+    return plan
+
+
+def _map_one(path, out_dir, stem, run, inputs, opts) -> tuple[object, float]:
+    """Check, read, map and write one input; returns ``(result, seconds)``."""
     from octanomaly.io import load_volume
-    from octanomaly.scoring import map_volume, output_stem, write_outputs
+    from octanomaly.scoring import map_volume, write_outputs
+    from octanomaly.scoring.guards import check_mappable
+    from octanomaly.scoring.outputs import check_outputs
 
     t0 = time.perf_counter()
-    volume = load_volume(path, spacing=spacing)
+    check_outputs(out_dir, stem, path, inputs)  # a refused volume costs nothing
+    volume = load_volume(path, spacing=opts["spacing"])
+    check_mappable(volume, run.cfg.preprocessing)
     t_read = time.perf_counter() - t0
-    out_dir = out if out is not None else path.resolve().parent
     result = map_volume(
-        volume, run, stride=stride, device=device, threshold=threshold, min_size=min_size,
-        progress=True,
+        volume, run, stride=opts["stride"], device=opts["device"], threshold=opts["threshold"],
+        min_size=opts["min_size"], progress=True,
     )  # fmt: skip
     write_outputs(
-        result, volume, out_dir, output_stem(path), all_bscans=all_bscans, phi=phi,
-        timings={"read": t_read},
+        result, volume, out_dir, stem, all_bscans=opts["all_bscans"], phi=opts["phi"],
+        timings={"read": t_read}, inputs=inputs,
     )  # fmt: skip
-    return out_dir, result, time.perf_counter() - t0
+    return result, time.perf_counter() - t0
+
+
+def error_line(path: Path, exc: Exception) -> str:
+    """One line naming ``path`` and what went wrong with it (unexpected errors: their type)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OctanomalyError):
+        named = str(path) in text or (path.name and path.name in text)
+        return text if named else f"{path}: {text}"
+    if isinstance(exc, MemoryError):
+        return f"{path}: out of memory ({text or 'allocation failed'})"
+    return f"{path}: unexpected {type(exc).__name__}: {text} (run with --debug for the traceback)"
 
 
 @command("map")
@@ -93,32 +132,43 @@ def map_command(
     """
     from rich.table import Table
 
-    from octanomaly.cli.app import EXIT_BAD_INPUT, fail
+    from octanomaly.cli.app import EXIT_BAD_INPUT, debug_enabled, fail
     from octanomaly.scoring import load_run
+    from octanomaly.scoring.outputs import check_out_dir
+    from octanomaly.volume import check_spacing
 
     if threshold is not None and not 0 < threshold < 100:
         fail(f"--threshold must be a percentile between 0 and 100, got {threshold}")
+    if spacing is not None:
+        check_spacing(spacing)
+    if out is not None:
+        check_out_dir(out, volumes)
     run = load_run(_resolve_model(model), device)
+    opts = dict(
+        spacing=spacing, stride=stride, device=device, threshold=threshold, min_size=min_size,
+        all_bscans=all_bscans, phi=phi,
+    )  # fmt: skip
     table = Table(title=f"octanomaly map ({run.model.name}, run {run.run_id})")
     for col in ("input", "status", "volume score", "flagged B-scans", "time s", "written to"):
         table.add_column(col, overflow="fold")
     failures = 0
-    for path in volumes:
+    for path, out_dir, stem in _plan(volumes, out):
+        name = path.name or str(path)
         try:
-            out_dir, res, secs = _map_one(
-                path, run, out, stride, threshold, min_size, all_bscans, spacing, phi, device
-            )
-        except OctanomalyError as exc:
+            res, secs = _map_one(path, out_dir, stem, run, volumes, opts)
+        except Exception as exc:  # one bad volume never stops the batch
+            if debug_enabled():
+                raise
             failures += 1
             err_console.print(
-                f"octanomaly: error: {' '.join(str(exc).split())}", markup=False, highlight=False
+                f"octanomaly: error: {error_line(path, exc)}", markup=False, highlight=False
             )
-            table.add_row(path.name or str(path), "[red]failed[/red]", "", "", "", "")
+            table.add_row(name, "[red]failed[/red]", "", "", "", "")
             continue
         score = "n/a" if res.volume_score is None else f"{res.volume_score:.2f}"
         flagged = f"{len(res.flagged)}/{len(res.bscan_scores)}"
-        name = path.name or str(path)
-        table.add_row(name, "[green]ok[/green]", score, flagged, f"{secs:.1f}", str(out_dir))
+        written = str(out_dir / f"{stem}_*")
+        table.add_row(name, "[green]ok[/green]", score, flagged, f"{secs:.1f}", written)
     console.print(table)
     if failures:
         raise typer.Exit(EXIT_BAD_INPUT)

@@ -1,4 +1,5 @@
-"""Atomic outputs: write to a temporary sibling, rename into place only on success."""
+"""Atomic outputs: write to a temporary sibling, rename into place only on success; a set of
+files moves in as one transaction (:func:`commit_entries`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from octanomaly.errors import InputError
@@ -79,3 +80,41 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def commit_entries(
+    tmp: str | Path, dest: str | Path, names: Sequence[str], remove: Sequence[str] = ()
+) -> None:
+    """Move the entries ``names`` (files or folders) of ``tmp`` into ``dest`` as one set.
+
+    Entries of ``dest`` named in ``names`` or ``remove`` are first moved aside; if anything
+    fails (Ctrl-C included) the new entries are taken back and the old ones restored, so
+    ``dest`` shows either the whole new set or the old state. On success the old ones are
+    deleted. ``tmp`` must be on the same file system (a sibling folder): every move is a rename.
+    """
+    tmp, dest = Path(tmp), Path(dest)
+    aside = Path(tempfile.mkdtemp(prefix=".octanomaly-old-", suffix=".tmp", dir=dest))
+    moved: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in dict.fromkeys([*names, *remove]):
+            if (dest / name).exists() or (dest / name).is_symlink():
+                os.replace(dest / name, aside / name)
+                moved.append(name)
+        for name in names:
+            target = dest / name
+            if target.exists() or target.is_symlink():
+                raise FileExistsError(f"{target} appeared while the outputs were being written")
+            os.replace(tmp / name, target)
+            placed.append(name)
+    except BaseException:
+        for name in reversed(placed):
+            with contextlib.suppress(OSError):
+                os.replace(dest / name, tmp / name)
+        for name in reversed(moved):
+            with contextlib.suppress(OSError):
+                os.replace(aside / name, dest / name)
+        with contextlib.suppress(OSError):
+            aside.rmdir()  # empty once everything is restored; else kept, nothing is lost
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

@@ -10,6 +10,7 @@ from :data:`~octanomaly.volume.DEFAULT_SPACING` with ``spacing_is_default=True``
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,6 +263,8 @@ def _read_pages(path: Path, notes: list[str]) -> np.ndarray:
 
     kind = image_kind(path)
     if kind is None:
+        if not os.access(path, os.R_OK):
+            raise InputError(path, "permission denied (cannot read it)")
         raise InputError(path, "not a PNG/TIFF/JPEG/BMP image (unrecognised header)")
     try:
         with Image.open(path) as im:
@@ -279,12 +282,24 @@ def _read_pages(path: Path, notes: list[str]) -> np.ndarray:
 
 def _read_tiff_fallback(path: Path, notes: list[str], first: Exception) -> list[np.ndarray]:
     """tifffile for TIFFs Pillow cannot decode (e.g. float16, unusual layouts)."""
+    import logging
+
     import tifffile
 
+    tiff_log = logging.getLogger("tifffile")
+    level = tiff_log.level
+    tiff_log.setLevel(logging.ERROR)  # its "contains no pages" warning would be a second line
     try:
-        arr = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) == 0:
+                raise InputError(path, "TIFF holds no images (zero pages)")
+            arr = tif.asarray()
+    except InputError:
+        raise
     except Exception as exc:  # tifffile raises many types for damaged files
         raise InputError(path, f"corrupt or unreadable TIFF image ({first}; {exc})") from exc
+    finally:
+        tiff_log.setLevel(level)
     if arr.ndim == 2:
         return [np.asarray(arr)]
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):

@@ -39,8 +39,12 @@ def sniff(path: Path) -> bool:
     )
 
 
-def read(path: Path, **_: object) -> OCTVolume:
-    """Read a NIfTI volume, reorienting by its affine into ``(n_bscans, depth, width)``."""
+def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: object) -> OCTVolume:
+    """Read a NIfTI volume, reorienting by its affine into ``(n_bscans, depth, width)``.
+
+    A degenerate affine (a zero or non-finite axis) is refused unless ``spacing`` is given;
+    the array is then taken as stored in the octanomaly layout ``(width, depth, n_bscans)``.
+    """
     try:
         img = _load(path)
         data = np.asanyarray(img.dataobj)
@@ -56,9 +60,19 @@ def read(path: Path, **_: object) -> OCTVolume:
         scale = 1e-3
     else:
         scale = 1.0
-    ornt = ornt_transform(io_orientation(img.affine), axcodes2ornt(NIFTI_AXCODES))
+    affine = np.asarray(img.affine, dtype=np.float64)
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0)) if np.isfinite(affine).all() else None
+    if zooms is None or not (zooms > 0).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-30:
+        if spacing is None:
+            raise InputError(
+                path,
+                "its affine has a zero or non-finite axis (no usable voxel spacing); pass "
+                "--spacing BSCAN AXIAL LATERAL in mm (the array is then read as stored)",
+            )
+        affine = nifti_affine(spacing)
+    ornt = ornt_transform(io_orientation(affine), axcodes2ornt(NIFTI_AXCODES))
     data = nib.orientations.apply_orientation(data, ornt)
-    zooms = _reorder_zooms(nib.affines.voxel_sizes(img.affine), ornt)
+    zooms = _reorder_zooms(nib.affines.voxel_sizes(affine), ornt)
     lateral, axial, bscan = (float(z) * scale for z in zooms)
     vol = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))
     return OCTVolume(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -86,13 +86,16 @@ def _phi_needles(phi: Mapping[str, Any]) -> list[tuple[str, str]]:
     return needles
 
 
-def assert_no_phi(text: str, phi: Mapping[str, Any]) -> None:
+def assert_no_phi(text: str, phi: Mapping[str, Any], numbers: bool = True) -> None:
     """Raise :class:`OctanomalyError` naming the field if a value of ``phi`` appears in ``text``.
 
     Looks for whole values, name components and DICOM dates in ISO form as separate tokens
-    (case-insensitive, at least 3 characters); the message never repeats the value itself.
+    (case-insensitive, at least 3 characters; all-digit ones only with ``numbers``); the
+    message never repeats the value itself.
     """
     for key, needle in _phi_needles(phi):
+        if not numbers and needle.isdigit():
+            continue
         pattern = rf"(?<![0-9A-Za-z]){re.escape(needle)}(?![0-9A-Za-z])"
         if re.search(pattern, text, flags=re.IGNORECASE):
             raise OctanomalyError(f"patient-identifying field {key!r} would be written; refused")
@@ -108,15 +111,51 @@ def summary_json(summary: Mapping[str, Any] | MapSummary) -> str:
     return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
+def _strings(obj: Any, exempt: Sequence[str] = ()) -> Iterator[str]:
+    """Every string value in a JSON-able ``obj`` (not keys, not numbers), skipping top-level
+    keys ``exempt``."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if k not in exempt:
+                yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
+
+
+def assert_no_phi_values(
+    summary: Mapping[str, Any], phi: Mapping[str, Any], exempt: Sequence[str] = ()
+) -> None:
+    """:func:`assert_no_phi` on each string value of ``summary``, skipping top-level keys
+    ``exempt`` (e.g. the user's own file names); numbers, and all-digit values (a short numeric
+    PatientID), are never searched: they would match scores and sizes by chance."""
+    for text in _strings(to_jsonable(summary), exempt):
+        assert_no_phi(text, phi, numbers=False)
+
+
+def summary_text(
+    summary: Mapping[str, Any] | MapSummary,
+    *,
+    phi: Mapping[str, Any] | None = None,
+    exempt: Sequence[str] = (),
+) -> str:
+    """:func:`summary_json` of ``summary`` after checking its string values for ``phi``."""
+    text = summary_json(summary)
+    if phi:
+        assert_no_phi_values(json.loads(text), phi, exempt)
+    return text
+
+
 def write_summary(
     path: str | Path,
     summary: Mapping[str, Any] | MapSummary,
     *,
     phi: Mapping[str, Any] | None = None,
     protect: tuple[Path, ...] = (),
+    exempt: Sequence[str] = (),
 ) -> Path:
-    """Write ``summary`` atomically as JSON; refuse if any value of ``phi`` would appear in it."""
-    text = summary_json(summary)
-    if phi:
-        assert_no_phi(text, phi)
-    return write_text(path, text, protect=protect)
+    """Write ``summary`` atomically as JSON; refuse if a value of ``phi`` would appear in one of
+    its strings (top-level keys ``exempt`` are not searched)."""
+    return write_text(path, summary_text(summary, phi=phi, exempt=exempt), protect=protect)
