@@ -70,6 +70,19 @@ def test_number_of_frames_zero_or_negative(tmp_path: Path, ts: str, frames: str)
     _assert_one_line(path, "NumberOfFrames", frames)
 
 
+@pytest.mark.parametrize("text", ["abc", "8.5"])
+def test_number_of_frames_that_is_not_a_whole_number(tmp_path: Path, text: str) -> None:
+    """An invalid IS value: one line (pydicom's own warning about it is not printed too)."""
+    good = _source(tmp_path, "explicit-le").read_bytes()
+    tag = good.index(b"\x28\x00\x08\x00IS")  # NumberOfFrames, explicit VR little endian
+    old_length = int.from_bytes(good[tag + 6 : tag + 8], "little")
+    value = text.encode() + b" " * (len(text) % 2)
+    path = tmp_path / "nf-text.dcm"
+    new_length = len(value).to_bytes(2, "little")
+    path.write_bytes(good[: tag + 6] + new_length + value + good[tag + 8 + old_length :])
+    _assert_one_line(path, "NumberOfFrames", text)
+
+
 @pytest.mark.parametrize("ts", TRANSFER_SYNTAXES)
 @pytest.mark.parametrize("frames", [7, 9])
 def test_number_of_frames_that_disagrees_with_the_pixel_data(

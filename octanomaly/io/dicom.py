@@ -242,14 +242,18 @@ def _check_decoder(path: Path, ds: Any) -> None:
 
 def _n_frames(path: Path, ds: Any) -> int:
     """NumberOfFrames (1 when absent); anything but a whole number >= 1 is refused."""
-    value = ds.get("NumberOfFrames")
+    import warnings
+
+    with warnings.catch_warnings():  # pydicom warns on an invalid IS; the error says it
+        warnings.simplefilter("ignore")
+        value = ds.get("NumberOfFrames")
     if value is None or value == "":
         return 1
     try:
-        n = int(value)
+        n = int(str(value).strip())
     except (TypeError, ValueError):
         n = 0
-    if n < 1 or str(value).strip().lstrip("+") != str(n):
+    if n < 1:
         raise InputError(path, f"NumberOfFrames is {str(value)!r}; it must be a whole number >= 1")
     return n
 
