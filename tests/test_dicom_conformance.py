@@ -85,6 +85,20 @@ def _source(tmp_path: Path, dtype: type, ts: str, laterality: str | None, shuffl
     return shuffled
 
 
+def _per_frame_geometry(path: Path) -> Path:
+    """The OPT at ``path`` with pixel measures and plane orientation repeated in every frame's
+    functional groups instead of shared, as some devices store them."""
+    ds = pydicom.dcmread(path)
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    for keyword in ("PixelMeasuresSequence", "PlaneOrientationSequence"):
+        for frame in ds.PerFrameFunctionalGroupsSequence:
+            frame[keyword] = shared[keyword]
+        del shared[keyword]
+    out = path.with_name("per-frame.dcm")
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
 def _position(frame: pydicom.Dataset) -> list[float]:
     return [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]
 
@@ -112,18 +126,21 @@ def assert_map_matches_source(pm_path: Path, src_path: Path, anomaly: np.ndarray
 
 
 @pytest.mark.parametrize(
-    ("dtype", "ts", "laterality", "shuffle"),
+    ("dtype", "ts", "laterality", "shuffle", "per_frame"),
     [
-        (np.uint8, "explicit-le", "OD", False),
-        (np.uint16, "jpeg2000-lossless", "OS", False),
-        (np.uint8, "explicit-le", "OS", True),
-        (np.uint16, "jpeg2000-lossless", None, True),
+        (np.uint8, "explicit-le", "OD", False, False),
+        (np.uint16, "jpeg2000-lossless", "OS", False, False),
+        (np.uint8, "explicit-le", "OS", True, False),
+        (np.uint16, "jpeg2000-lossless", None, True, False),
+        (np.uint16, "explicit-le", "OD", True, True),
     ],
 )
 def test_parametric_map_follows_source_frames_and_laterality(
-    tmp_path: Path, dtype: type, ts: str, laterality: str | None, shuffle: bool
+    tmp_path: Path, dtype: type, ts: str, laterality: str | None, shuffle: bool, per_frame: bool
 ) -> None:
     src = _source(tmp_path, dtype, ts, laterality, shuffle)
+    if per_frame:
+        src = _per_frame_geometry(src)
     volume = load_volume(src)
     np.testing.assert_array_equal(volume.data, _volume(dtype, laterality).data)  # spatial order
     anomaly = volume.data.astype(np.float32) / 100.0 - 1.0  # differs per B-scan and pixel

@@ -101,7 +101,30 @@ def _prepared_source(ds, keep_patient: bool):  # -> pydicom.Dataset
         for keyword in _identifier_keywords():
             if keyword not in _TYPE2_IDENTIFIERS and keyword in out:
                 delattr(out, keyword)
+    _share_constant_groups(out)
     return out
+
+
+def _share_constant_groups(ds) -> None:  # ds: pydicom.Dataset
+    """Move pixel measures and plane orientation that every frame repeats into the shared
+    functional groups, where highdicom looks for them (devices may store them per frame)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    per = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if not per:
+        return
+    if not ds.get("SharedFunctionalGroupsSequence"):
+        ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    for keyword in ("PixelMeasuresSequence", "PlaneOrientationSequence"):
+        if keyword in shared or not all(keyword in frame for frame in per):
+            continue
+        first = per[0][keyword]
+        if all(frame[keyword] == first for frame in per):
+            shared[keyword] = first
+            for frame in per:
+                del frame[keyword]
 
 
 def _uid(*parts: str) -> str:
