@@ -107,7 +107,7 @@ def evaluate(
     )
 
     out = out if out is not None else default_out_dir(data)
-    discover(data, normal_class)  # bad layout fails before the model loads
+    items = discover(data, normal_class)  # bad layout fails before the model loads
     check_out_dir(out, data)
     scorer = RunScorer(model, device=device, percentile=threshold, stride=stride)
 
@@ -124,3 +124,21 @@ def evaluate(
     if ev.metrics["n_bad_files"]:
         console.print(f"{ev.metrics['n_bad_files']} file(s) skipped (listed in metrics.json)")
     console.print(f"wrote {out}/metrics.json, scores.csv, roc.png, scores_hist.png")
+    _exit_if_incomplete(data, items, ev)
+
+
+def _exit_if_incomplete(data: Path, items: list, ev: Any) -> None:
+    """Exit 2 (after writing the results) when files failed or a class has no scored file."""
+    from octanomaly.cli.app import EXIT_BAD_INPUT
+
+    scored = {r.cls for r in ev.rows if r.score == r.score}  # NaN: unscored
+    empty = sorted({i.cls for i in items} - scored)
+    if empty:
+        err_console.print(
+            f"octanomaly: error: {data}: no readable, scorable file in class "
+            f"{', '.join(empty)}; its metrics are missing",
+            markup=False,
+            highlight=False,
+        )
+    if empty or ev.metrics["n_bad_files"]:
+        raise typer.Exit(EXIT_BAD_INPUT)

@@ -185,5 +185,13 @@ def load_healthy(
     for is_val in (False, True):
         imgs, msks, srcs = split[is_val]
         grp = val_groups if is_val else set(groups) - val_groups
-        out.append(PatchSampler(imgs, msks, cfg, srcs, sorted(grp), device))
+        sampler = PatchSampler(imgs, msks, cfg, srcs, sorted(grp), device)
+        if sampler.n_positions == 0 and (grp or not is_val):
+            raise InputError(
+                None,
+                f"no retina found in the {'validation' if is_val else 'training'} healthy data "
+                f"({len(items)} input(s)): no B-scan has a retina band wide enough for one "
+                f"{cfg.patch_size}-px patch; are these OCT B-scans?",
+            )
+        out.append(sampler)
     return out[0], out[1]

@@ -35,6 +35,10 @@ UNIT_LABEL: str = "z-score vs healthy"
 TITLE_HEIGHT: int = 26
 COLORBAR_WIDTH: int = 88
 MIN_DISPLAY_WIDTH: int = 256
+#: Largest side of the B-scan panel (px); a larger display is scaled down to fit, keeping the
+#: aspect. Smallest panel height, so the colour bar and title always fit.
+MAX_DISPLAY_SIDE: int = 4096
+MIN_DISPLAY_HEIGHT: int = 32
 
 
 @functools.lru_cache(maxsize=4)
@@ -88,12 +92,16 @@ def display_size(
     spacing: tuple[float, float],
     axial_exaggeration: float = AXIAL_EXAGGERATION,
 ) -> tuple[int, int]:
-    """``(height, width)`` in pixels of a ``(depth, width)`` B-scan of ``(axial, lateral)`` mm."""
+    """``(height, width)`` in pixels of a ``(depth, width)`` B-scan of ``(axial, lateral)`` mm:
+    at least :data:`MIN_DISPLAY_WIDTH` wide, :data:`MIN_DISPLAY_HEIGHT` high, and at most
+    :data:`MAX_DISPLAY_SIDE` either way (scaled down as a whole)."""
     depth, width = int(shape[0]), int(shape[1])
     axial, lateral = float(spacing[0]), float(spacing[1])
-    out_w = max(width, MIN_DISPLAY_WIDTH)
-    ratio = (depth * axial * axial_exaggeration) / (width * lateral)
-    return max(1, round(out_w * ratio)), out_w
+    out_w = float(max(width, MIN_DISPLAY_WIDTH))
+    out_h = out_w * (depth * axial * axial_exaggeration) / (width * lateral)
+    scale = min(1.0, MAX_DISPLAY_SIDE / max(out_h, out_w))
+    h = min(MAX_DISPLAY_SIDE, max(MIN_DISPLAY_HEIGHT, round(out_h * scale)))
+    return h, max(1, round(out_w * scale))
 
 
 def overlay_rgb(
