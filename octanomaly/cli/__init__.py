@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from octanomaly.cli import calibrate, evaluate, info, layers, map, models, phantom, train  # noqa: F401  (registers commands)
+from octanomaly.cli import calibrate, cohort, evaluate, info, layers, map, models, phantom, train  # noqa: F401  (registers commands)
 from octanomaly.cli.app import app
 
 

@@ -1,0 +1,133 @@
+"""``octanomaly cohort``: local and 2-worker Dask runs, resume, a bad volume, clustering outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+from typer.testing import CliRunner
+
+from octanomaly.data.phantom import LESION_TYPES, make_phantom
+from octanomaly.findings import find_regions
+from octanomaly.findings.cluster import cluster_regions
+from octanomaly.findings.cohort import expand_inputs, run_cohort, volume_names
+from octanomaly.io.nifti import write_volume
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture()
+def cohort_inputs(tmp_path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed, lesions in ((1, "cyst,hrf"), (2, "drusen,srf")):
+        ph = make_phantom(seed, n_bscans=4, depth=128, width=128, lesions=lesions)
+        write_volume(ph.volume, folder / f"eye{seed}.nii.gz")
+    (folder / "broken.nii.gz").write_bytes(b"not a volume at all")
+    (folder / "notes.txt").write_text("skipped")
+    return folder
+
+
+def test_cohort_local_resume_and_bad_volume(tmp_path, tiny_run, cohort_inputs):
+    out = tmp_path / "out"
+    seen = []
+    res = run_cohort([cohort_inputs], out, tiny_run, device="cpu",
+                     on_result=lambda r, k, n: seen.append(r["volume"]["volume"]))  # fmt: skip
+    assert sorted(seen) == ["broken", "eye1", "eye2"]
+    assert (res.n_skipped, res.n_failed, len(res.results)) == (0, 1, 2)
+    vols = {r["volume"]: r for r in _rows(out / "volumes.csv")}
+    assert vols["broken"]["status"] == "failed" and "broken.nii.gz" in vols["broken"]["error"]
+    assert vols["eye1"]["status"] == vols["eye2"]["status"] == "ok"
+    regions = _rows(out / "regions.csv")
+    for name in ("eye1", "eye2"):
+        own = _rows(out / "volumes" / name / f"{name}_regions.csv")
+        assert len(own) == int(vols[name]["n_regions"])
+        assert [r["region_id"] for r in regions if r["volume"] == name] == [
+            r["region_id"] for r in own
+        ]
+    clusters = _rows(out / "clusters.csv")
+    assert len(clusters) == len(regions)
+    summary = json.loads((out / "clusters.json").read_text())
+    assert summary["n_regions"] == len(regions)
+    assert sum(summary["clustering"]["sizes"]) == len(regions)
+    page = (out / "report.html").read_text()
+    assert "<img" in page and not re.search(r"(src|href)=\"(https?:)?//", page)
+    assert (out / "figures" / "map.png").is_file() and (
+        out / "figures" / "etdrs_burden.png"
+    ).is_file()
+
+    # interrupted run: one volume's completion marker is missing -> only it (and the bad one) rerun
+    marker = out / "volumes" / "eye2" / "eye2_cohort.json"
+    marker.unlink()
+    kept = (out / "volumes" / "eye1" / "eye1_cohort.json").stat().st_mtime_ns
+    seen.clear()
+    res2 = run_cohort([cohort_inputs], out, tiny_run, device="cpu",
+                      on_result=lambda r, k, n: seen.append(r["volume"]["volume"]))  # fmt: skip
+    assert sorted(seen) == ["broken", "eye2"] and res2.n_skipped == 1
+    assert (out / "volumes" / "eye1" / "eye1_cohort.json").stat().st_mtime_ns == kept
+    assert _rows(out / "regions.csv") == regions  # same regions, same order
+    assert len(_rows(out / "volumes.csv")) == 3
+
+
+@pytest.mark.slow
+def test_cohort_on_a_two_worker_local_cluster(tmp_path, tiny_run, cohort_inputs):
+    from dask.distributed import LocalCluster
+
+    (cohort_inputs / "broken.nii.gz").unlink()
+    run_cohort([cohort_inputs], tmp_path / "local", tiny_run, device="cpu")
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        dist = run_cohort([cohort_inputs], tmp_path / "dask", tiny_run, device="cpu",
+                          scheduler=cluster.scheduler_address)  # fmt: skip
+    assert dist.n_failed == 0 and len(dist.results) == 2
+    assert _rows(tmp_path / "dask" / "regions.csv") == _rows(tmp_path / "local" / "regions.csv")
+    assert _rows(tmp_path / "dask" / "clusters.csv") == _rows(tmp_path / "local" / "clusters.csv")
+
+
+def test_cohort_cli_reports_bad_volume_and_exits_2(tmp_path, tiny_run, cohort_inputs):
+    from octanomaly.cli import app
+
+    args = ["cohort", str(cohort_inputs / "*.nii.gz"), "--out", str(tmp_path / "o"),
+            "--model", str(tiny_run), "--device", "cpu"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2
+    assert "broken.nii.gz" in res.output and "Traceback" not in res.output
+    assert "2 volumes mapped" in res.output
+
+
+def test_inputs_from_folders_globs_and_csv(tmp_path, cohort_inputs):
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,label\nin/eye2.nii.gz,x\nin/eye1.nii.gz,y\n")
+    assert [p.name for p in expand_inputs([listing])] == ["eye2.nii.gz", "eye1.nii.gz"]
+    from_folder = [p.name for p in expand_inputs([cohort_inputs])]
+    assert from_folder == ["broken.nii.gz", "eye1.nii.gz", "eye2.nii.gz"]
+    assert [p.name for p in expand_inputs([str(cohort_inputs / "eye*.nii.gz"), listing])] == [
+        "eye1.nii.gz", "eye2.nii.gz"]  # fmt: skip
+    assert volume_names([Path("a/x.nii.gz"), Path("b/x.nii.gz")]) == ["x", "x_2"]
+
+
+def test_clusters_recover_phantom_lesion_types():
+    """From exact lesion masks, descriptors alone separate the four phantom lesion types."""
+    regions, truth = [], []
+    kinds = ["cyst,hrf", "drusen,hrf", "srf,drusen", "cyst,srf", "all", "drusen,cyst"]
+    for seed, lesions in enumerate(kinds):
+        ph = make_phantom(seed, lesions=lesions, n_bscans=16, depth=256, width=256,
+                          spacing=(0.12, 0.0078, 0.0224))  # fmt: skip
+        m = ph.lesion_mask
+        f = find_regions(m, m * 5.0, ph.volume, ph.ilm, ph.bm)
+        for r in f.regions:
+            lab = f.labels == r["region_id"]
+            truth.append(int(np.argmax([(ph.masks[k] & lab).sum() for k in LESION_TYPES])))
+            regions.append(r)
+    c = cluster_regions(regions)
+    assert c.k >= 3
+    assert adjusted_rand_score(truth, c.labels) >= 0.8
+    again = cluster_regions(regions)
+    assert np.array_equal(again.labels, c.labels)  # deterministic
