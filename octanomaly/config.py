@@ -1,6 +1,7 @@
 """The full run configuration: model + training + preprocessing, loaded from YAML and validated.
 
-One YAML per model lives in the repository's ``configs/`` folder (``configs/<model>.yaml``).
+One YAML per model ships inside the package (``octanomaly/configs/<model>.yaml``, package data;
+the repository's top-level ``configs/`` is a link to that folder, the one copy).
 Validation errors become :class:`~octanomaly.errors.ConfigError` naming the file and the key,
 e.g. ``configs/fanogan.yaml: model.width: Input should be a valid integer``.
 """
@@ -27,8 +28,8 @@ from octanomaly.models.base import ModelConfig
 from octanomaly.models.registry import MODELS
 from octanomaly.transforms.preprocess import PreprocessingConfig
 
-#: Folder of the shipped per-model defaults.
-CONFIG_DIR = Path(octanomaly.__file__).resolve().parents[1] / "configs"
+#: Folder of the shipped per-model defaults (package data, so wheels carry them).
+CONFIG_DIR = Path(octanomaly.__file__).resolve().parent / "configs"
 
 #: Steps per stage when a YAML does not give them.
 DEFAULT_STAGE_STEPS = 10_000
@@ -110,7 +111,7 @@ class RunConfig(BaseModel):
 
 
 def default_config_path(model: str) -> Path:
-    """``configs/<model>.yaml`` of the repository."""
+    """The shipped ``configs/<model>.yaml`` (inside the installed package)."""
     return CONFIG_DIR / f"{model}.yaml"
 
 

@@ -1,4 +1,10 @@
-"""Model registry: name -> model class; each model's default YAML is ``configs/<name>.yaml``."""
+"""Model registry: name -> model class, the one list of models.
+
+Adding a model = its folder under ``models/`` (an :class:`AnomalyModel` subclass with its
+``config_cls``, ``stages`` and capabilities such as ``grad_scoring``), one line below, and its
+shipped defaults in ``octanomaly/configs/<name>.yaml``. The run config, the CLI, scoring, tests and
+benchmarks all read this dict.
+"""
 
 from __future__ import annotations
 
