@@ -88,7 +88,7 @@ def test_fovea_falls_back_to_the_scan_centre():
 
 def test_etdrs_sectors_follow_laterality():
     x = np.array([0.0, 1.0, -1.0, 0.0, 0.0, 2.0, 4.0])
-    y = np.array([0.0, 0.0, 0.0, -1.0, 1.0, 0.0, 0.0])  # y down: -1 is superior
+    y = np.array([0.0, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0])  # later B-scans are superior
     od = sector_map(x, y, "OD")
     os_ = sector_map(x, y, "OS")
     assert list(od) == ["central", "inner_nasal", "inner_temporal", "inner_superior",

@@ -2,11 +2,12 @@
 
 En-face coordinates: an A-scan ``(b, c)`` (B-scan ``b``, column ``c``) sits at
 ``x = (c - c_fovea) * lateral`` mm (to the right on the en-face image) and
-``y = (b - b_fovea) * bscan`` mm (down on the en-face image). Conventions, stated once:
-B-scan 0 is the superior edge (the en-face image is drawn with B-scan 0 at the top, as in
-Heidelberg volume exports); columns run left to right as on a fundus photograph, so nasal is to
-the right for a right eye (OD) and to the left for a left eye (OS). Without laterality the two
-horizontal quadrants are named ``unknown``.
+``y = (b - b_fovea) * bscan`` mm (towards later B-scans). Conventions, stated once: B-scans
+run from inferior to superior, as in Heidelberg Spectralis volume exports (the drusen volume's
+OCT-Info.xml puts B-scan 1 at SLO y = 6.441 mm and each next one 0.03 mm higher on the fundus),
+so larger ``y`` is superior (the en-face PNG draws B-scan 0 at the top: inferior up); columns run
+left to right as on a fundus photograph, so nasal is to the right for a right eye (OD) and to
+the left for a left eye (OS). Without laterality the two horizontal quadrants are ``unknown``.
 
 Fovea: the thinnest point of the smoothed retinal thickness map (ILM to BM) within the central
 part of the scan, accepted when it is a pit (at least :data:`MIN_PIT_UM` thinner than the ring
@@ -141,7 +142,7 @@ def find_fovea(
 def sector_map(x: np.ndarray, y: np.ndarray, laterality: str | None) -> np.ndarray:
     """ETDRS sector name of every point (``"outside"`` beyond 6 mm); ``x``, ``y`` in mm."""
     r = np.hypot(x, y)
-    up = -np.asarray(y)  # B-scan 0 is superior
+    up = np.asarray(y)  # later B-scans are superior
     nasal = np.asarray(x) if laterality == "OD" else -np.asarray(x)
     horizontal = np.abs(nasal) > np.abs(up)
     quad = np.where(
