@@ -102,7 +102,10 @@ def test_sector_statistics_add_up(lesion_phantom):
     truth = ph.lesion_mask
     f = find_regions(truth, truth * 5.0, ph.volume, ph.ilm, ph.bm)
     sb, sa, sl = ph.volume.spacing
-    inside_6mm = sum(s["anomalous_volume_mm3"] for s in f.sectors.values())
+    inside_6mm = sum(s["anomalous_volume_mm3"] or 0.0 for s in f.sectors.values())
+    unscanned = [k for k, s in f.sectors.items() if s["area_mm2"] == 0]
+    assert unscanned == ["outer_superior", "outer_inferior"]  # a 1.9 mm tall scan
+    assert all(f.sectors[k]["anomalous_volume_mm3"] is None for k in unscanned)
     assert inside_6mm == pytest.approx(truth.sum() * sb * sa * sl, rel=1e-3)  # scan < 6 mm wide
     assert f.sectors["central"]["area_mm2"] == pytest.approx(np.pi * 0.25, rel=0.15)
     for s in f.sectors.values():

@@ -177,7 +177,8 @@ def sector_stats(
     """Per ETDRS sector: scanned area, mean thickness (µm) and anomalous volume (mm³).
 
     ``sectors`` and ``thickness`` are ``(n_bscans, width)``; ``mask`` ``(n, depth, width)``.
-    ``area_mm2`` is the scanned area of the sector (part of a sector may lie off the scan).
+    ``area_mm2`` is the scanned area of the sector (part of a sector may lie off the scan); a
+    sector the scan does not reach has None for thickness and anomalous volume.
     """
     sb, sa, sl = spacing
     columns = np.asarray(mask, dtype=bool).sum(axis=1)  # anomalous voxels per A-scan
@@ -186,7 +187,7 @@ def sector_stats(
     for name in sector_names(laterality):
         sel = sectors == name
         if not sel.any():
-            out[name] = {"area_mm2": 0.0, "mean_thickness_um": None, "anomalous_volume_mm3": 0.0}
+            out[name] = {"area_mm2": 0.0, "mean_thickness_um": None, "anomalous_volume_mm3": None}
             continue
         t = thickness[sel]
         t = t[np.isfinite(t)]

@@ -94,7 +94,8 @@ def save_cluster_map(xy: np.ndarray, labels: np.ndarray, path: str | Path) -> Pa
 
 
 def save_burden_map(volume_rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """ETDRS grid PNG: mean anomalous volume (nl) per sector over the cohort's volumes."""
+    """ETDRS grid PNG: mean anomalous volume (nl) per sector over the volumes that scanned it
+    (grey "n/a": no volume reaches the sector)."""
     import matplotlib
     from matplotlib.patches import Wedge
 
@@ -131,7 +132,7 @@ def save_burden_map(volume_rows: Sequence[dict[str, Any]], path: str | Path) -> 
                        facecolor=cmap(v / top) if np.isfinite(v) else (0.85,) * 3,
                        edgecolor="white"))  # fmt: skip
     ax.text(0, 0, "n/a" if not np.isfinite(v) else f"{v:.3g}", ha="center", va="center",
-            fontsize=8, color="white")  # fmt: skip
+            fontsize=8, color="white" if np.isfinite(v) and v < 0.6 * top else "black")  # fmt: skip
     ax.set_xlim(-3.3, 3.3)
     ax.set_ylim(-3.3, 3.3)
     ax.set_aspect("equal")
