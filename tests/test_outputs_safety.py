@@ -20,7 +20,7 @@ from octanomaly.io import load_volume
 from octanomaly.io.atomic import commit_entries
 from octanomaly.io.manifest import is_listed, read_manifest
 from octanomaly.io.nifti import write_volume
-from octanomaly.scoring import default_model_dir, load_run, map_volume, write_outputs
+from octanomaly.scoring import load_run, map_volume, write_outputs
 from octanomaly.scoring.outputs import check_outputs, choose_stem
 
 runner = CliRunner()
@@ -40,23 +40,20 @@ def _hidden(folder: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def bundled_run():
-    model = default_model_dir()
-    if model is None:
-        pytest.skip("no bundled model installed")
-    return load_run(model, "cpu")
+def loaded_run(tiny_run):
+    return load_run(tiny_run, "cpu")
 
 
 @pytest.fixture(scope="module")
-def mapped(tmp_path_factory, bundled_run):
-    """(input path, volume, result) of a small drusen phantom mapped with the bundled model."""
+def mapped(tmp_path_factory, loaded_run):
+    """(input path, volume, result) of a small drusen phantom mapped with the tiny test run."""
     root = tmp_path_factory.mktemp("mapped")
     src = write_volume(
         make_phantom(5, n_bscans=3, depth=128, width=128, lesions="drusen").volume,
         root / "eye.nii.gz",
     )
     volume = load_volume(src)
-    return src, volume, map_volume(volume, bundled_run, device="cpu", threshold=60.0)
+    return src, volume, map_volume(volume, loaded_run, device="cpu", threshold=60.0)
 
 
 def test_rerun_replaces_own_set_and_removes_stale_files(tmp_path, mapped):
@@ -182,11 +179,13 @@ def _errors(res) -> list[str]:
     return [line for line in res.stderr.splitlines() if line.startswith("octanomaly: error")]
 
 
-def test_cli_never_writes_over_an_input_of_the_batch(tmp_path, bundled_run):
+def test_cli_never_writes_over_an_input_of_the_batch(tmp_path, tiny_run):
     eye = _phantom_file(tmp_path / "eye.nii.gz")
     other = _phantom_file(tmp_path / "eye_volume.nii.gz", seed=6)  # named like eye's output
     before = _tree(tmp_path)
-    res = runner.invoke(app, ["map", str(eye), str(other), "--device", "cpu"])
+    res = runner.invoke(
+        app, ["map", str(eye), str(other), "--model", str(tiny_run), "--device", "cpu"]
+    )
     assert res.exit_code == 2, res.output
     errors = _errors(res)
     assert len(errors) == 1 and "eye.nii.gz" in errors[0] and "input of this batch" in errors[0]
@@ -196,11 +195,11 @@ def test_cli_never_writes_over_an_input_of_the_batch(tmp_path, bundled_run):
     assert not (tmp_path / "eye_summary.json").exists() and not _hidden(tmp_path)
 
 
-def test_cli_same_stem_gets_a_second_name_and_reruns_keep_it(tmp_path, bundled_run):
+def test_cli_same_stem_gets_a_second_name_and_reruns_keep_it(tmp_path, tiny_run):
     a = _phantom_file(tmp_path / "a" / "scan.nii.gz", seed=1)
     b = _phantom_file(tmp_path / "b" / "scan.nii.gz", seed=2)
     out = tmp_path / "out"
-    args = ["map", str(a), str(b), "--out", str(out), "--device", "cpu"]
+    args = ["map", str(a), str(b), "--out", str(out), "--model", str(tiny_run), "--device", "cpu"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     warnings = [line for line in res.stderr.splitlines() if "scan-2_*" in line]
@@ -208,14 +207,14 @@ def test_cli_same_stem_gets_a_second_name_and_reruns_keep_it(tmp_path, bundled_r
     sa = json.loads((out / "scan_summary.json").read_text())
     sb = json.loads((out / "scan-2_summary.json").read_text())
     assert sa["manifest"]["source_id"] != sb["manifest"]["source_id"]
-    res = runner.invoke(app, ["map", str(b), "--out", str(out), "--device", "cpu"])
+    res = runner.invoke(app, [*args[:1], *args[2:]])
     assert res.exit_code == 0, res.output  # b alone: still scan-2, a's results untouched
     assert json.loads((out / "scan_summary.json").read_text()) == sa
     assert not list(out.glob("scan-3*"))
 
 
 @pytest.mark.parametrize("case", ["file", "input", "inside_input_folder", "read_only"])
-def test_cli_bad_out_is_one_line_before_any_work(tmp_path, case, monkeypatch):
+def test_cli_bad_out_is_one_line_before_any_work(tmp_path, case, monkeypatch, tiny_run):
     from PIL import Image
 
     vol = make_phantom(1, n_bscans=2, depth=128, width=128).volume
@@ -247,7 +246,9 @@ def test_cli_bad_out_is_one_line_before_any_work(tmp_path, case, monkeypatch):
 
             monkeypatch.setattr(outputs, "tempfile", type("T", (), {"mkstemp": read_only}))
     before = _tree(tmp_path)
-    res = runner.invoke(app, ["map", *inputs, "--out", str(out), "--device", "cpu"])
+    res = runner.invoke(
+        app, ["map", *inputs, "--out", str(out), "--model", str(tiny_run), "--device", "cpu"]
+    )
     assert res.exit_code == 2, res.output
     assert len(res.stderr.strip().splitlines()) == 1 and "--out" in res.stderr, res.stderr
     assert "Traceback" not in res.output
