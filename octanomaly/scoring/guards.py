@@ -14,11 +14,13 @@ from octanomaly.transforms.preprocess import PreprocessingConfig
 from octanomaly.volume import OCTVolume
 
 #: Peak bytes of ``map`` per voxel of the input grid and per voxel of the preprocessed
-#: (resampled) grid, plus a fixed base (Python, torch, the model). Fitted with margin to the
-#: measured peak RSS of the 145-B-scan Spectralis volume (docs/benchmarks.md).
-BYTES_PER_INPUT_VOXEL: int = 48
-BYTES_PER_PREPROCESSED_VOXEL: int = 40
-BASE_BYTES: int = 600 * 2**20
+#: (resampled) grid, plus a fixed base (Python, torch, the model). Fitted to measured peak RSS
+#: (``/usr/bin/time -v octanomaly map``, bundled model, CPU): 0.46 GiB for a 3x128x128 phantom,
+#: 1.09 GiB for 40x496x1024, 1.59 GiB for the 145x496x512 Spectralis volume, each resampled
+#: to half size (the estimate is 1-7 % above each; see docs/benchmarks.md).
+BYTES_PER_INPUT_VOXEL: int = 26
+BYTES_PER_PREPROCESSED_VOXEL: int = 28
+BASE_BYTES: int = 500 * 2**20
 
 
 def preprocessed_shape(volume: OCTVolume, cfg: PreprocessingConfig) -> tuple[int, int, int]:
