@@ -1,0 +1,189 @@
+"""Findings results: regions and clusters of ``octanomaly cohort`` against known truth.
+
+Usage::
+
+    python benchmarks/eval_findings.py phantom OUT [--model RUN] [--n 12]
+    python benchmarks/eval_findings.py kermany OUT [--model RUN] [--per-class 30]
+    python benchmarks/eval_findings.py drusen OUT [--model RUN]
+
+* ``phantom``: ``--n`` phantom volumes (DICOM OPT, 16 B-scans of 496x512, mixed lesion types)
+  are mapped as a cohort. A phantom lesion (3-D component of one type's mask) is detected when a
+  region touches it; a region touching no lesion is a false region. Adjusted Rand index of the
+  clusters against the lesion type each true region overlaps most.
+* ``kermany``: the first ``--per-class`` B-scans of kermany/dev CNV, DME and DRUSEN as a cohort
+  of single B-scans; purity of the clusters against the image class of each region.
+* ``drusen``: the Spectralis drusen volume; fraction of region voxels in the RPE-BM band and
+  on the expert drusen mask, fovea.
+
+Writes ``OUT/findings_eval.json`` and prints it; the cohort folder is ``OUT/cohort``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # --data overrides
+MIXES = ["cyst,hrf", "drusen", "srf,hrf", "cyst,drusen", "drusen,hrf", "all",
+         "cyst", "srf,drusen", "hrf", "cyst,srf", "drusen,cyst,hrf", "all"]  # fmt: skip
+
+
+def _model(arg: str | None) -> Path:
+    from octanomaly.scoring import default_model_dir
+
+    return Path(arg) if arg else default_model_dir()
+
+
+def _cohort(inputs, out: Path, model: Path):
+    from octanomaly.findings.cohort import run_cohort
+
+    t0 = time.perf_counter()
+    res = run_cohort(inputs, out / "cohort", model)
+    return res, time.perf_counter() - t0
+
+
+def phantom(out: Path, model: Path, n: int) -> dict:
+    from scipy import ndimage
+    from sklearn.metrics import adjusted_rand_score
+
+    from octanomaly.data.phantom import LESION_TYPES, make_phantom
+    from octanomaly.io import load_volume
+    from octanomaly.io.dicom_writer import write_opt
+
+    src = out / "phantoms"
+    src.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for i in range(n):
+        ph = make_phantom(100 + i, n_bscans=16, lesions=MIXES[i % len(MIXES)],
+                          laterality="OD" if i % 2 == 0 else "OS")  # fmt: skip
+        path = src / f"ph{i:02d}.dcm"
+        if not path.exists():
+            write_opt(ph.volume, path)
+        truth[f"ph{i:02d}"] = ph.masks
+    res, secs = _cohort([str(src / "ph*.dcm")], out, model)
+    clusters = {
+        (r["volume"], int(r["region_id"])): int(r["cluster"])
+        for r in _csv(out / "cohort" / "clusters.csv")
+    }
+    detected = Counter()
+    total = Counter()
+    false_regions = 0
+    types, labels = [], []
+    for name, masks in truth.items():
+        lab_img = load_volume(out / "cohort" / "volumes" / name / f"{name}_regions.nii.gz").data
+        for kind in LESION_TYPES:
+            comp, k = ndimage.label(masks[kind], structure=np.ones((3, 3, 3), bool))
+            for j in range(1, k + 1):
+                total[kind] += 1
+                detected[kind] += bool((lab_img[comp == j] > 0).any())
+        for rid in np.unique(lab_img[lab_img > 0]):
+            reg = lab_img == rid
+            overlap = [int((masks[k] & reg).sum()) for k in LESION_TYPES]
+            if max(overlap) == 0:
+                false_regions += 1
+                continue
+            types.append(LESION_TYPES[int(np.argmax(overlap))])
+            labels.append(clusters[(name, int(rid))])
+    table = Counter(zip(types, labels, strict=True))
+    return {
+        "volumes": n,
+        "seconds": round(secs, 1),
+        "detection_rate": {k: round(detected[k] / total[k], 3) for k in LESION_TYPES if total[k]},
+        "lesions": dict(total),
+        "detection_rate_all": round(sum(detected.values()) / max(sum(total.values()), 1), 3),
+        "true_regions": len(types),
+        "false_regions_per_volume": round(false_regions / n, 2),
+        "adjusted_rand_index": round(float(adjusted_rand_score(types, labels)), 3),
+        "type_by_cluster": {f"{t}->{c}": v for (t, c), v in sorted(table.items())},
+        "clustering": json.loads((out / "cohort" / "clusters.json").read_text())["clustering"],
+    }
+
+
+def _csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def kermany(out: Path, model: Path, per_class: int) -> dict:
+    listing = out / "kermany.csv"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = ["path"]
+    for cls in ("CNV", "DME", "DRUSEN"):
+        files = sorted((DATA / "kermany" / "dev" / cls).glob("*.jpeg"))[:per_class]
+        rows += [str(f) for f in files]
+    listing.write_text("\n".join(rows) + "\n")
+    res, secs = _cohort([listing], out, model)
+    clusters = _csv(out / "cohort" / "clusters.csv")
+    by = Counter((r["volume"].split("-")[0], int(r["cluster"])) for r in clusters)
+    purity = sum(max(v for (c, k), v in by.items() if k == kk) for kk in {k for _, k in by})
+    return {
+        "images": len(rows) - 1,
+        "seconds": round(secs, 1),
+        "regions": len(clusters),
+        "purity": round(purity / max(len(clusters), 1), 3),
+        "class_by_cluster": {f"{c}->{k}": v for (c, k), v in sorted(by.items())},
+        "regions_per_class": dict(Counter(r["volume"].split("-")[0] for r in clusters)),
+        "clustering": json.loads((out / "cohort" / "clusters.json").read_text())["clustering"],
+    }
+
+
+def drusen(out: Path, model: Path) -> dict:
+    from octanomaly.evaluation.drusen import load_drusen_mask
+    from octanomaly.io import load_volume
+
+    folder = DATA / "volumes" / "spectralis-drusen"
+    res, secs = _cohort([str(folder / "OCT-Volume-Sca*")], out, model)
+    name = "OCT-Volume-Scan"
+    regions = _csv(out / "cohort" / "volumes" / name / f"{name}_regions.csv")
+    labels = load_volume(out / "cohort" / "volumes" / name / f"{name}_regions.nii.gz").data
+    truth = load_drusen_mask(folder)
+    truth = truth.mask if hasattr(truth, "mask") else truth
+    vox = [int(r["n_voxels"]) for r in regions]
+    bands = Counter()
+    for r, v in zip(regions, vox, strict=True):
+        bands[r["band"]] += v
+    summary = json.loads((out / "cohort" / "volumes" / name / f"{name}_cohort.json").read_text())
+    return {
+        "seconds": round(secs, 1),
+        "regions": len(regions),
+        "voxel_fraction_by_band": {k: round(v / max(sum(vox), 1), 3) for k, v in bands.items()},
+        "regions_by_band": dict(Counter(r["band"] for r in regions)),
+        "region_voxels_on_drusen": round(float((truth[labels > 0]).mean()), 3) if vox else None,
+        "drusen_voxels_in_regions": round(float((labels[truth] > 0).mean()), 3),
+        "fovea": summary["summary"]["fovea"],
+        "clustering": json.loads((out / "cohort" / "clusters.json").read_text())["clustering"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["phantom", "kermany", "drusen"])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--n", type=int, default=12)
+    ap.add_argument("--per-class", type=int, default=30)
+    ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    a = ap.parse_args()
+    globals()["DATA"] = a.data
+    model = _model(a.model)
+    if a.what == "phantom":
+        result = phantom(a.out, model, a.n)
+    elif a.what == "kermany":
+        result = kermany(a.out, model, a.per_class)
+    else:
+        result = drusen(a.out, model)
+    result = {"what": a.what, "model": str(model), "date": time.strftime("%Y-%m-%d"), **result}
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "findings_eval.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
