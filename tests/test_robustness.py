@@ -310,3 +310,59 @@ def test_evaluate_exits_2_when_a_class_has_no_readable_file(tmp_path, monkeypatc
     res = runner.invoke(app, ["evaluate", str(data), "--out", str(tmp_path / "ev")])
     assert res.exit_code == 2, res.output
     assert "no readable, scorable file in class AMD" in res.stderr
+
+
+def test_any_command_turns_an_unexpected_error_into_one_line(tmp_path, monkeypatch):
+    import octanomaly.io as io
+
+    def buggy(*a, **k):
+        raise KeyError("a bug")
+
+    src = write_volume(_phantom(), tmp_path / "eye.nii.gz")
+    monkeypatch.setattr(io, "load_volume", buggy)
+    res = runner.invoke(app, ["info", str(src)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.stderr.strip() == (
+        "octanomaly: error: unexpected KeyError: 'a bug' (run with --debug for the traceback)"
+    )
+    res = runner.invoke(app, ["--debug", "info", str(src)])
+    assert isinstance(res.exception, KeyError)
+
+
+def test_map_names_the_file_in_warnings_and_maps_a_repeated_input_once(tmp_path, tiny_run):
+    noise = tmp_path / "noise.png"
+    _png(noise, (128, 128))
+    args = ["map", str(noise), str(noise), "--model", str(tiny_run), "--device", "cpu"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    warnings = [w for w in res.stderr.splitlines() if w.startswith("octanomaly: warning")]
+    assert f"octanomaly: warning: {noise}: given twice; mapped once" in warnings
+    assert any(w.startswith(f"octanomaly: warning: {noise}: B-scan 0: no retina") for w in warnings)
+    assert not list(tmp_path.glob("noise-2*"))
+
+
+def test_evaluate_skips_a_file_whose_scoring_crashes(tmp_path, monkeypatch):
+    from octanomaly.evaluation import runner as ev_runner
+    from tests.test_evaluation import MeanScorer
+
+    class Crashing(MeanScorer):
+        def bscan_scores(self, volume):
+            if volume.source_path.name == "a1.png":
+                raise RuntimeError("boom")
+            return super().bscan_scores(volume)
+
+    monkeypatch.setattr(ev_runner, "RunScorer", lambda *a, **k: Crashing())
+    data = tmp_path / "data"
+    for cls, value in (("NORMAL", 20), ("AMD", 60)):
+        (data / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((40, 32), value + i, np.uint8)).save(
+                data / cls / f"{cls[0].lower()}{i}.png"
+            )
+    res = runner.invoke(app, ["evaluate", str(data), "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 2, res.output
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["bad_files"] == [
+        {"file": "AMD/a1.png", "error": "unexpected RuntimeError: boom"}
+    ]
+    assert metrics["n_scored"] == 5

@@ -2,7 +2,8 @@
 
 Commands live in one module each beside this file and register with :func:`command`.
 Expected failures (:class:`~octanomaly.errors.OctanomalyError`) print one line on stderr and
-exit with code 2; ``--debug`` shows the traceback instead.
+exit with code 2; so do unexpected exceptions (their type and message, no traceback);
+``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 
@@ -30,6 +32,8 @@ err_console = Console(stderr=True, soft_wrap=True)
 _state: dict[str, bool] = {"debug": False}
 
 EXIT_BAD_INPUT = 2
+#: Exceptions typer/click use for control flow (exit codes, usage errors): passed through.
+_CONTROL = (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -60,6 +64,15 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
                 if _state["debug"]:
                     raise
                 fail(" ".join(str(exc).split()))
+            except _CONTROL:
+                raise  # typer.Exit and usage errors are RuntimeErrors too: not failures here
+            except Exception as exc:
+                if _state["debug"]:
+                    raise
+                fail(
+                    f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())} "
+                    "(run with --debug for the traceback)"
+                )
             except KeyboardInterrupt:
                 err_console.print("octanomaly: interrupted", markup=False)
                 raise typer.Exit(130) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -41,8 +42,13 @@ def _plan(volumes: list[Path], out: Path | None) -> list[tuple[Path, Path, str]]
     from octanomaly.scoring.outputs import choose_stem, output_stem
 
     taken: set[tuple[str, str]] = set()
+    seen: set[Path] = set()
     plan = []
     for path in volumes:
+        if path.exists() and path.resolve() in seen:
+            _warn(f"{path}: given twice; mapped once")
+            continue
+        seen.add(path.resolve())
         out_dir = out if out is not None else path.resolve().parent
         stem = output_stem(path)
         try:
@@ -50,14 +56,13 @@ def _plan(volumes: list[Path], out: Path | None) -> list[tuple[Path, Path, str]]
         except OctanomalyError:
             chosen = stem  # reported by check_outputs at its turn
         if chosen != stem:
-            err_console.print(
-                f"octanomaly: warning: {path}: outputs named {chosen}_* ({stem}_* is taken by "
-                "another input)",
-                markup=False,
-                highlight=False,
-            )
+            _warn(f"{path}: outputs named {chosen}_* ({stem}_* is taken by another input)")
         plan.append((path, out_dir, chosen))
     return plan
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"octanomaly: warning: {message}", markup=False, highlight=False)
 
 
 def _map_one(path, out_dir, stem, run, inputs, opts) -> tuple[object, float]:
@@ -69,13 +74,17 @@ def _map_one(path, out_dir, stem, run, inputs, opts) -> tuple[object, float]:
 
     t0 = time.perf_counter()
     check_outputs(out_dir, stem, path, inputs)  # a refused volume costs nothing
-    volume = load_volume(path, spacing=opts["spacing"])
-    check_mappable(volume, run.cfg.preprocessing)
-    t_read = time.perf_counter() - t0
-    result = map_volume(
-        volume, run, stride=opts["stride"], device=opts["device"], threshold=opts["threshold"],
-        min_size=opts["min_size"], progress=True,
-    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:  # reported naming the file
+        warnings.simplefilter("always")
+        volume = load_volume(path, spacing=opts["spacing"])
+        check_mappable(volume, run.cfg.preprocessing)
+        t_read = time.perf_counter() - t0
+        result = map_volume(
+            volume, run, stride=opts["stride"], device=opts["device"],
+            threshold=opts["threshold"], min_size=opts["min_size"], progress=True,
+        )  # fmt: skip
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        _warn(f"{path}: {message}")
     write_outputs(
         result, volume, out_dir, stem, all_bscans=opts["all_bscans"], phi=opts["phi"],
         timings={"read": t_read}, inputs=inputs,

@@ -142,8 +142,10 @@ def _problem(exc: Exception, path: Path | None = None) -> str:
     """One line; an :class:`InputError` about ``path`` itself gives just its problem."""
     if isinstance(exc, InputError) and path is not None and exc.path == path:
         text = exc.problem
-    else:
+    elif isinstance(exc, (OctanomalyError, OSError, ValueError)):
         text = str(exc)
+    else:  # an unexpected error: its type tells the developer where to look
+        text = f"unexpected {type(exc).__name__}: {exc}"
     return " ".join(text.split()) or type(exc).__name__
 
 
@@ -176,7 +178,7 @@ def evaluate_folder(
         rel = item.path.relative_to(data).as_posix()
         try:
             row = _score_item(item, rel, scorer, mask_of.get(item.path), whole, retina, bad_masks)
-        except (OctanomalyError, OSError, ValueError) as exc:
+        except Exception as exc:  # one bad file never stops the evaluation
             bad.append({"file": rel, "error": _problem(exc, item.path)})
             warn(f"skipped {rel}: {_problem(exc, item.path)}")
         else:

@@ -14,6 +14,7 @@ Safety rules (see README, "Outputs and errors"):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -238,14 +239,19 @@ def write_outputs(
     protect = [*inputs, *([volume.source_path] if volume.source_path else [])]
     check_outputs(out_dir, stem, source, protect)
     names = output_names(stem)
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.octanomaly-", suffix=".tmp", dir=out_dir))
     try:
         written = _write_set(result, volume, tmp, names, all_bscans, phi, timings, source, t_start)
         stale = [n for k, n in names.items() if k not in written and _existing(out_dir / n)]
         commit_entries(tmp, out_dir, [names[k] for k in written], remove=stale)
+        created = []
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # folders made for a set that did not appear: gone again
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return {k: out_dir / names[k] for k in written}
 
 
