@@ -253,3 +253,18 @@ def test_cli_bad_out_is_one_line_before_any_work(tmp_path, case, monkeypatch, ti
     assert len(res.stderr.strip().splitlines()) == 1 and "--out" in res.stderr, res.stderr
     assert "Traceback" not in res.output
     assert _tree(tmp_path) == before and not (folder / "results").exists()
+
+
+def test_cli_users_mask_beside_the_input_survives_and_rerun_works(tmp_path, tiny_run):
+    eye = _phantom_file(tmp_path / "eye.nii.gz")
+    args = ["map", str(eye), "--model", str(tiny_run), "--device", "cpu"]
+    (tmp_path / "eye_mask.nii.gz").write_bytes(b"hand-drawn mask")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "eye_mask.nii.gz exists and was not written" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eye.nii.gz", "eye_mask.nii.gz"]
+    (tmp_path / "eye_mask.nii.gz").unlink()
+    assert runner.invoke(app, args).exit_code == 0
+    first = _tree(tmp_path)
+    res = runner.invoke(app, args)  # a rerun replaces its own set with the same files
+    assert res.exit_code == 0, res.output
+    assert set(_tree(tmp_path)) == set(first) and not _hidden(tmp_path)
