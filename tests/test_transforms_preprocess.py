@@ -10,8 +10,20 @@ from monai.transforms import Compose
 from pydantic import ValidationError
 
 from octanomaly.data.phantom import make_phantom
-from octanomaly.transforms.flatten import Flatten, Flattend, Unflatten, Unflattend, flatten_shifts
+from octanomaly.transforms.flatten import (
+    Flatten,
+    Flattend,
+    Resample,
+    Resampled,
+    Unflatten,
+    Unflattend,
+    flatten_shifts,
+    rows_to_grid,
+    target_row,
+)
 from octanomaly.transforms.intensity import (
+    FillPadding,
+    FillPaddingd,
     LogIntensity,
     LogIntensityd,
     MedianDenoise,
@@ -20,8 +32,14 @@ from octanomaly.transforms.intensity import (
     PercentileWindowd,
     padding_mask,
 )
-from octanomaly.transforms.layers import retina_mask
-from octanomaly.transforms.preprocess import PreprocessingConfig, preprocess_volume, restore_map
+from octanomaly.transforms.layers import DetectLayers, DetectLayersd, retina_mask
+from octanomaly.transforms.preprocess import (
+    PreprocessingConfig,
+    RetinaMaskd,
+    preprocess_volume,
+    preprocessing_transform,
+    restore_map,
+)
 from octanomaly.volume import OCTVolume
 
 
@@ -60,14 +78,95 @@ def test_flatten_unflatten_exact_on_retina(phantom) -> None:
     assert np.abs(bm_flat - 110).max() <= 0.5
     back = Unflatten(fill=0)(flat, shifts)
     np.testing.assert_array_equal(back[mask], data[mask])
-    d = Flattend(["image", "mask"], bm_key="bm", target_row=110)(
-        {"image": data, "mask": mask, "bm": phantom.bm}
-    )
+    flattend = Flattend(["image", "mask"], bm_key="bm", target_row=110, rows_keys=("ilm",))
+    d = flattend({"image": data, "mask": mask, "bm": phantom.bm, "ilm": phantom.ilm})
     np.testing.assert_array_equal(d["image"], flat)
     assert d["mask"].dtype == bool and d["mask"].sum() == mask.sum()
-    d = Unflattend(["image", "mask"])(d)
+    # the boundary rows move with the image: BM now lies on the target row
+    np.testing.assert_array_equal(d["bm"], bm_flat)
+    np.testing.assert_array_equal(d["ilm"], phantom.ilm + shifts)
+    d = flattend.inverse(d)
     np.testing.assert_array_equal(d["mask"], mask)
     np.testing.assert_array_equal(d["image"][mask], data[mask])
+    np.testing.assert_array_equal(d["bm"], phantom.bm)
+    np.testing.assert_array_equal(d["ilm"], phantom.ilm)
+
+
+def test_flattend_target_row_as_fraction_matches_preprocessing(phantom) -> None:
+    depth = phantom.volume.shape[1]
+    assert target_row(0.7, depth) == round(0.7 * depth) and target_row(110, depth) == 110
+    data = phantom.volume.data.astype(np.float32)
+    d = Flattend("image", target_row=0.7)({"image": data, "bm": phantom.bm})
+    assert np.abs(d["bm"] - target_row(0.7, depth)).max() <= 0.5
+    # Unflattend alone (rows not named) leaves rows where they are
+    d2 = Unflattend("image")(d)
+    np.testing.assert_array_equal(d2["bm"], d["bm"])
+
+
+def test_resampled_moves_rows_and_inverse_restores_the_exact_grid() -> None:
+    rng = np.random.default_rng(3)
+    img = rng.random((2, 96, 100)).astype(np.float32)
+    bm = np.tile(np.linspace(50.0, 60.0, 100), (2, 1))
+    bm[1, :30] = np.nan  # no retina there
+    data = {"image": img, "mask": img > 0.5, "bm": bm, "spacing": (0.1, 0.004, 0.01)}
+    t = Resampled(("image", "mask"), (0.008, 0.02), rows_keys=("bm",))
+    d = t(data)
+    assert d["image"].shape == d["mask"].shape == (2, 48, 50) and d["mask"].dtype == bool
+    assert d["spacing"] == (0.1, 0.008, 0.02) and d["original_shape"] == (2, 96, 100)
+    np.testing.assert_array_equal(d["image"], Resample((0.004, 0.01), (0.008, 0.02))(img))
+    np.testing.assert_array_equal(d["bm"], rows_to_grid(bm, (96, 100), (48, 50)))
+    assert np.isnan(d["bm"][1, :14]).all() and np.isfinite(d["bm"][1, 16:]).all()
+    assert np.abs(d["bm"][0] - (np.linspace(50, 60, 50) + 0.5) / 2 + 0.5).max() < 0.2
+    back = t.inverse(d)
+    assert back["image"].shape == back["mask"].shape == img.shape
+    assert back["mask"].dtype == bool
+    assert np.abs(back["image"] - img).mean() < 0.25  # a blur of the input, on its own grid
+    const = t.inverse({**d, "image": np.full((2, 48, 50), 3.5, np.float32)})["image"]
+    np.testing.assert_array_equal(const, np.full(img.shape, 3.5, np.float32))
+
+
+def test_padding_found_before_filling_drives_the_window() -> None:
+    x = np.random.default_rng(1).integers(0, 120, size=(1, 100, 100)).astype(np.float32)
+    x[:, :30, :40] = 255
+    filled, pad = FillPadding()(x)
+    assert pad[0, :25, :35].all() and filled.max() < 255 and not padding_mask(filled).any()
+    d = Compose([FillPaddingd("image"), PercentileWindowd("image", 1, 99.5)])({"image": x})
+    np.testing.assert_array_equal(d["pad"], pad)
+    np.testing.assert_array_equal(d["image"], PercentileWindow(1, 99.5)(filled, pad))
+    # the 255 wedge, were it counted, would pull the window up
+    counted = PercentileWindow(1, 99.5, ignore_padding=False)(x)
+    assert np.median(counted[0, 60:, 60:]) < np.median(d["image"][0, 60:, 60:]) - 0.1
+
+
+@pytest.mark.parametrize("spacing", [None, (0.0078, 0.0224)])
+def test_preprocess_volume_is_the_composition_of_the_transforms(phantom, spacing) -> None:
+    cfg = PreprocessingConfig(target_spacing=spacing, median_size=3)
+    prep = preprocess_volume(phantom.volume, cfg)
+    names = [type(t).__name__ for t in preprocessing_transform(cfg).transforms]
+    assert names[:4] == ["FillPaddingd", "MedianDenoised", "DetectLayersd", "PercentileWindowd"]
+    assert names[-2:] == ["RetinaMaskd", "Flattend"] and ("Resampled" in names) == bool(spacing)
+    # the same steps by hand with the array transforms
+    x, pad = FillPadding()(phantom.volume.data.astype(np.float32))
+    x = MedianDenoise(3)(x)
+    ilm, bm = DetectLayers()(x)
+    img = PercentileWindow(*cfg.percentiles)(x, pad)
+    grid = img.shape[1:]
+    if spacing:
+        resample = Resample(phantom.volume.spacing[1:], spacing)
+        img, pad = resample(img), resample(pad)
+        grid = img.shape[1:]
+    ilm_g, bm_g = (rows_to_grid(r, x.shape[1:], grid) for r in (ilm, bm))
+    mask = retina_mask(ilm_g, bm_g, grid[0], cfg.margin_px) & ~pad
+    shifts = flatten_shifts(bm_g, target_row(cfg.flatten_row, grid[0]))
+    np.testing.assert_array_equal(prep["image"], Flatten(-1.0)(img, shifts))
+    np.testing.assert_array_equal(prep["mask"], Flatten(False)(mask, shifts))
+    np.testing.assert_array_equal(prep["flatten_shifts"], shifts)
+    np.testing.assert_array_equal(prep["bm"], bm)
+    # DetectLayersd's own mask is the input-grid one; RetinaMaskd recomputes it on the grid
+    d = DetectLayersd("image", margin_px=cfg.margin_px)({"image": x})
+    np.testing.assert_array_equal(d["mask"], retina_mask(ilm, bm, x.shape[1], cfg.margin_px))
+    d = RetinaMaskd("image", cfg.margin_px)({"image": x, "ilm": ilm, "bm": bm})
+    np.testing.assert_array_equal(d["mask"], retina_mask(ilm, bm, x.shape[1], cfg.margin_px))
 
 
 def test_preprocess_and_restore_map(phantom) -> None:

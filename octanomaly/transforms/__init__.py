@@ -1,5 +1,6 @@
 """MONAI-style transforms for OCT: intensity, retina layers, flattening, patches, and the one
-preprocessing path shared by training and scoring (:mod:`.preprocess`)."""
+preprocessing path shared by training and scoring (:mod:`.preprocess`), a ``Compose`` of the
+dictionary transforms whose geometric steps invert for maps."""
 
 from octanomaly.transforms.flatten import (
     Flatten,
@@ -10,6 +11,8 @@ from octanomaly.transforms.flatten import (
     Unflattend,
 )
 from octanomaly.transforms.intensity import (
+    FillPadding,
+    FillPaddingd,
     LogIntensity,
     LogIntensityd,
     MedianDenoise,
@@ -26,11 +29,19 @@ from octanomaly.transforms.patches import (
     grid_coords,
     stitch,
 )
-from octanomaly.transforms.preprocess import PreprocessingConfig, preprocess_volume, restore_map
+from octanomaly.transforms.preprocess import (
+    PreprocessingConfig,
+    RetinaMaskd,
+    preprocess_volume,
+    preprocessing_transform,
+    restore_map,
+)
 
 __all__ = [
     "DetectLayers",
     "DetectLayersd",
+    "FillPadding",
+    "FillPaddingd",
     "Flatten",
     "Flattend",
     "GridPatches",
@@ -46,11 +57,13 @@ __all__ = [
     "RandRetinaPatchesd",
     "Resample",
     "Resampled",
+    "RetinaMaskd",
     "Unflatten",
     "Unflattend",
     "detect_layers",
     "grid_coords",
     "preprocess_volume",
+    "preprocessing_transform",
     "restore_map",
     "retina_mask",
     "stitch",

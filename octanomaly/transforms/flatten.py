@@ -13,6 +13,11 @@ import torch.nn.functional as F
 from monai.transforms import MapTransform, Transform
 
 
+def target_row(row: float, depth: int) -> int:
+    """The row BM is flattened to: ``row`` as a fraction of ``depth`` when below 1, else a row."""
+    return int(round(row * depth)) if row < 1 else int(row)
+
+
 def flatten_shifts(bm: np.ndarray, target_row: int) -> np.ndarray:
     """Integer shifts ``(n, width)`` moving BM to ``target_row``; gaps interpolated, NaN -> 0."""
     bm = np.atleast_2d(np.asarray(bm, dtype=np.float64))
@@ -58,55 +63,61 @@ class Unflatten(Transform):
 
 
 class Flattend(MapTransform):
-    """Dictionary form: computes shifts from ``bm_key`` and flattens ``keys``.
+    """Dictionary form: shifts from ``bm_key`` (rows ``(n, width)``), applied to ``keys``.
 
-    The shifts go to ``shifts_key`` so :class:`Unflattend` can undo them; boolean keys (masks)
-    are padded with False, others with ``fill``; ``bm_key`` itself becomes ``target_row``.
+    ``target_row`` is a fraction of the depth when below 1, else a row (:func:`target_row`).
+    The shifts go to ``shifts_key`` so :meth:`inverse` (:class:`Unflattend`) can undo them;
+    boolean keys (masks) are padded with False, others with ``fill``. The boundary rows in
+    ``bm_key`` and ``rows_keys`` move with the image (BM then lies on the target row).
     """
 
     def __init__(
         self,
         keys: str | Sequence[str],
         bm_key: str = "bm",
-        target_row: int | float = 0.7,
+        target_row: float = 0.7,
         fill: float = -1.0,
         shifts_key: str = "flatten_shifts",
+        rows_keys: Sequence[str] = (),
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.bm_key, self.target_row, self.fill, self.shifts_key = (
-            bm_key,
-            target_row,
-            fill,
-            shifts_key,
-        )
+        self.bm_key, self.target_row, self.fill = bm_key, target_row, fill
+        self.shifts_key, self.rows_keys = shifts_key, tuple(rows_keys)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         depth = np.asarray(d[self.first_key(d)]).shape[-2]
-        row = self.target_row
-        target = int(round(row * depth)) if isinstance(row, float) and row < 1 else int(row)
-        shifts = flatten_shifts(d[self.bm_key], target)
+        shifts = flatten_shifts(d[self.bm_key], target_row(self.target_row, depth))
         for key in self.key_iterator(d):
             arr = np.asarray(d[key])
-            fill = False if arr.dtype == bool else self.fill
-            d[key] = shift_columns(arr, shifts, fill)
+            d[key] = shift_columns(arr, shifts, False if arr.dtype == bool else self.fill)
+        for key in (self.bm_key, *self.rows_keys):
+            d[key] = np.asarray(d[key]) + shifts
         d[self.shifts_key] = shifts
         return d
 
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Undo the shifts on ``keys`` and the rows (pixels shifted in are 0 / False)."""
+        return Unflattend(self.keys, self.shifts_key, rows_keys=(self.bm_key, *self.rows_keys))(
+            data
+        )
+
 
 class Unflattend(MapTransform):
-    """Dictionary form of :class:`Unflatten` reading shifts from ``shifts_key``."""
+    """Dictionary form of :class:`Unflatten` reading shifts from ``shifts_key``; rows in
+    ``rows_keys`` move back too."""
 
     def __init__(
         self,
         keys: str | Sequence[str],
         shifts_key: str = "flatten_shifts",
         fill: float = 0.0,
+        rows_keys: Sequence[str] = (),
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.shifts_key, self.fill = shifts_key, fill
+        self.shifts_key, self.fill, self.rows_keys = shifts_key, fill, tuple(rows_keys)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -114,6 +125,9 @@ class Unflattend(MapTransform):
         for key in self.key_iterator(d):
             arr = np.asarray(d[key])
             d[key] = shift_columns(arr, -shifts, False if arr.dtype == bool else self.fill)
+        for key in self.rows_keys:
+            if key in d:
+                d[key] = np.asarray(d[key]) - shifts
         return d
 
 
@@ -141,6 +155,26 @@ def resize_bscans(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out >= 0.5 if x.dtype == bool else out
 
 
+def rows_to_grid(rows: np.ndarray, old: tuple[int, int], new: tuple[int, int]) -> np.ndarray:
+    """Boundary rows ``(n, old_w)`` in an ``old`` (depth, width) grid -> the ``new`` grid.
+
+    Pixel-centre mapping as :func:`resize_bscans`; columns far from any finite row stay NaN.
+    """
+    if old == new:
+        return rows
+    fz, fx = new[0] / old[0], new[1] / old[1]
+    src_cols = (np.arange(new[1]) + 0.5) / fx - 0.5
+    cols = np.arange(old[1])
+    out = np.full((rows.shape[0], new[1]), np.nan)
+    for i, r in enumerate(rows):
+        ok = np.isfinite(r)
+        if ok.sum() >= 2:
+            v = np.interp(src_cols, cols[ok], r[ok])
+            far = np.interp(src_cols, cols, (~ok).astype(float)) > 0.5
+            out[i] = np.where(far, np.nan, (v + 0.5) * fz - 0.5)
+    return out
+
+
 class Resample(Transform):
     """Array transform: B-scans from ``spacing`` to ``target`` (axial, lateral) mm pixels."""
 
@@ -153,23 +187,45 @@ class Resample(Transform):
 
 
 class Resampled(MapTransform):
-    """Dictionary form of :class:`Resample`; stores the original shape in ``shape_key``."""
+    """Dictionary form of :class:`Resample`, invertible for maps.
+
+    The pixel spacing is read from ``spacing_key`` (``(bscan, axial, lateral)`` mm) and set to
+    ``target``; the input shape ``(n, depth, width)`` is kept in ``shape_key`` (unless already
+    there). Boundary rows in ``rows_keys`` (``(n, width)``) move to the new grid
+    (:func:`rows_to_grid`). :meth:`inverse` resizes ``keys`` back to ``shape_key`` exactly.
+    """
 
     def __init__(
         self,
         keys: str | Sequence[str],
-        spacing: tuple[float, float],
         target: tuple[float, float],
+        spacing_key: str = "spacing",
         shape_key: str = "original_shape",
+        rows_keys: Sequence[str] = (),
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.transform = Resample(spacing, target)
-        self.shape_key = shape_key
+        self.target, self.spacing_key, self.shape_key = tuple(target), spacing_key, shape_key
+        self.rows_keys = tuple(rows_keys)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        shape = tuple(np.asarray(d[self.first_key(d)]).shape)
+        d.setdefault(self.shape_key, shape)
+        spacing = tuple(d[self.spacing_key])
+        transform = Resample(spacing[-2:], self.target)
         for key in self.key_iterator(d):
-            d.setdefault(self.shape_key, tuple(np.asarray(d[key]).shape))
-            d[key] = self.transform(d[key])
+            d[key] = transform(d[key])
+        new = resample_shape(shape[-2:], spacing[-2:], self.target)
+        for key in self.rows_keys:
+            d[key] = rows_to_grid(np.asarray(d[key]), shape[-2:], new)
+        d[self.spacing_key] = (*spacing[:-2], *self.target)
+        return d
+
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """``keys`` resized back to the ``(depth, width)`` stored in ``shape_key``."""
+        d = dict(data)
+        shape = tuple(d[self.shape_key])[-2:]
+        for key in self.key_iterator(d):
+            d[key] = resize_bscans(d[key], shape)
         return d

@@ -131,18 +131,31 @@ class MedianDenoise(Transform):
         return median_denoise(img, self.size)
 
 
+class FillPadding(Transform):
+    """Array transform: ``img`` -> ``(filled, pad)``; :func:`padding_mask`, then
+    :func:`fill_padding` (padded pixels take the nearest tissue value) when there is any."""
+
+    def __call__(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        img = np.asarray(img)
+        pad = padding_mask(img)
+        return (fill_padding(img, pad) if pad.any() else img), pad
+
+
 class PercentileWindow(Transform):
-    """Array transform: :func:`percentile_window` to [-1, 1], ignoring export padding."""
+    """Array transform: :func:`percentile_window` to [-1, 1], ignoring export padding.
+
+    The padding is ``pad`` when given (e.g. from :class:`FillPadding`, whose filled image no
+    longer shows it), else detected on ``img`` when ``ignore_padding``.
+    """
 
     def __init__(self, lower: float = 1.0, upper: float = 99.5, ignore_padding: bool = True):
         self.lower, self.upper, self.ignore_padding = lower, upper, ignore_padding
 
-    def __call__(self, img: np.ndarray) -> np.ndarray:
+    def __call__(self, img: np.ndarray, pad: np.ndarray | None = None) -> np.ndarray:
         img = np.asarray(img)
-        valid = None
-        if self.ignore_padding and img.ndim == 3:
-            valid = ~padding_mask(img)
-        return percentile_window(img, self.lower, self.upper, valid)
+        if pad is None and self.ignore_padding and img.ndim == 3:
+            pad = padding_mask(img)
+        return percentile_window(img, self.lower, self.upper, None if pad is None else ~pad)
 
 
 class _Mapd(MapTransform):
@@ -175,8 +188,26 @@ class MedianDenoised(_Mapd):
         self.transform = MedianDenoise(size)
 
 
-class PercentileWindowd(_Mapd):
-    """Dictionary twin of :class:`PercentileWindow`."""
+class FillPaddingd(MapTransform):
+    """Dictionary twin of :class:`FillPadding`: fills ``keys``, their padding goes to
+    ``pad_key`` (one key; the last one's padding with several)."""
+
+    def __init__(
+        self, keys: str | Sequence[str], pad_key: str = "pad", allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform, self.pad_key = FillPadding(), pad_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key], d[self.pad_key] = self.transform(d[key])
+        return d
+
+
+class PercentileWindowd(MapTransform):
+    """Dictionary twin of :class:`PercentileWindow`; the padding mask is read from ``pad_key``
+    when the data holds it (as :class:`FillPaddingd` leaves it), else detected."""
 
     def __init__(
         self,
@@ -184,7 +215,16 @@ class PercentileWindowd(_Mapd):
         lower: float = 1.0,
         upper: float = 99.5,
         ignore_padding: bool = True,
+        pad_key: str = "pad",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = PercentileWindow(lower, upper, ignore_padding)
+        self.pad_key = pad_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        pad = d.get(self.pad_key) if self.transform.ignore_padding else None
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key], pad)
+        return d

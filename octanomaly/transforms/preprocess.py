@@ -1,28 +1,25 @@
-"""One preprocessing path for training and scoring: :func:`preprocess_volume` and its inverse
-for maps, :func:`restore_map`. Parameters live in :class:`PreprocessingConfig` (saved with runs).
+"""One preprocessing path for training and scoring: :func:`preprocess_volume` (a ``Compose`` of
+the dictionary transforms, :func:`preprocessing_transform`) and its inverse for maps,
+:func:`restore_map`. Parameters live in :class:`PreprocessingConfig` (saved with runs).
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from typing import Any, Literal
 
 import numpy as np
+from monai.transforms import Compose, CopyItemsd, MapTransform
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from octanomaly.transforms.flatten import (
-    flatten_shifts,
-    resample_shape,
-    resize_bscans,
-    shift_columns,
-)
+from octanomaly.transforms.flatten import Flattend, Resampled, Unflattend
 from octanomaly.transforms.intensity import (
-    fill_padding,
-    log_map,
-    median_denoise,
-    padding_mask,
-    percentile_window,
+    FillPaddingd,
+    LogIntensityd,
+    MedianDenoised,
+    PercentileWindowd,
 )
-from octanomaly.transforms.layers import LayerParams, detect_layers, retina_mask
+from octanomaly.transforms.layers import DetectLayersd, LayerParams, retina_mask
 from octanomaly.volume import OCTVolume
 
 
@@ -59,27 +56,65 @@ def _use_log(volume: OCTVolume, cfg: PreprocessingConfig) -> bool:
     return bool(cfg.log)
 
 
-def _rows_to(rows: np.ndarray, old: tuple[int, int], new: tuple[int, int]) -> np.ndarray:
-    """Boundary rows ``(n, old_w)`` in an ``old`` (depth, width) grid -> ``new`` grid."""
-    if old == new:
-        return rows
-    fz, fx = new[0] / old[0], new[1] / old[1]
-    src_cols = (np.arange(new[1]) + 0.5) / fx - 0.5
-    cols = np.arange(old[1])
-    out = np.full((rows.shape[0], new[1]), np.nan)
-    for i, r in enumerate(rows):
-        ok = np.isfinite(r)
-        if ok.sum() >= 2:
-            v = np.interp(src_cols, cols[ok], r[ok])
-            far = np.interp(src_cols, cols, (~ok).astype(float)) > 0.5
-            out[i] = np.where(far, np.nan, (v + 0.5) * fz - 0.5)
-    return out
+class RetinaMaskd(MapTransform):
+    """Adds ``mask_key``: the retina between ``ilm_key`` and ``bm_key`` (rows in the grid of
+    ``keys[0]``) widened by ``margin_px``, minus export padding (``pad_key``, when present)."""
+
+    def __init__(
+        self,
+        keys: str = "image",
+        margin_px: int = 8,
+        ilm_key: str = "ilm",
+        bm_key: str = "bm",
+        pad_key: str = "pad",
+        mask_key: str = "mask",
+    ) -> None:
+        super().__init__(keys)
+        self.margin_px, self.ilm_key, self.bm_key = margin_px, ilm_key, bm_key
+        self.pad_key, self.mask_key = pad_key, mask_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        depth = np.asarray(d[self.keys[0]]).shape[-2]
+        mask = retina_mask(d[self.ilm_key], d[self.bm_key], depth, self.margin_px)
+        d[self.mask_key] = mask & ~d[self.pad_key] if self.pad_key in d else mask
+        return d
+
+
+def preprocessing_transform(
+    cfg: PreprocessingConfig, log: bool = False, params: LayerParams | None = None
+) -> Compose:
+    """The preprocessing as one MONAI ``Compose`` of dictionary transforms.
+
+    Input ``{"image": (n, depth, width), "spacing": (bscan, axial, lateral)}``; adds ``pad``,
+    ``ilm``/``bm`` (input grid), ``ilm_grid``/``bm_grid`` (rows in the processed grid),
+    ``mask``, ``original_shape`` and ``flatten_shifts``. ``log`` takes the log first.
+    """
+    steps: list = [LogIntensityd("image")] if log else []
+    steps += [
+        FillPaddingd("image", pad_key="pad"),
+        MedianDenoised("image", cfg.median_size),
+        DetectLayersd("image", margin_px=cfg.margin_px, params=params),
+        PercentileWindowd("image", *cfg.percentiles, pad_key="pad"),
+        CopyItemsd(("ilm", "bm"), names=("ilm_grid", "bm_grid")),
+    ]
+    if cfg.target_spacing is not None:
+        steps.append(
+            Resampled(("image", "pad"), cfg.target_spacing, rows_keys=("ilm_grid", "bm_grid"))
+        )
+    steps.append(RetinaMaskd("image", cfg.margin_px, "ilm_grid", "bm_grid", pad_key="pad"))
+    if cfg.flatten:
+        steps.append(
+            Flattend(("image", "mask"), "bm_grid", cfg.flatten_row, rows_keys=("ilm_grid",))
+        )
+    return Compose(steps)
 
 
 def preprocess_volume(
     volume: OCTVolume, cfg: PreprocessingConfig, params: LayerParams | None = None
 ) -> dict[str, Any]:
-    """Normalise, find ILM/BM, mask, resample and flatten one volume.
+    """Normalise, find ILM/BM, mask, resample and flatten one volume
+    (:func:`preprocessing_transform`).
 
     Returns ``image`` float32 ``(n, d', w')`` in [-1, 1], ``mask`` bool (retina, no padding),
     ``ilm``/``bm`` ``(n, width)`` rows of the *input* volume (NaN where absent), ``valid``
@@ -87,42 +122,17 @@ def preprocess_volume(
     ``original_shape``), plus ``spacing`` of the processed grid (bscan, axial, lateral) mm.
     """
     x = np.asarray(volume.data, dtype=np.float32)
-    n, depth, width = x.shape
-    if _use_log(volume, cfg):
-        x = log_map(x)
-    pad = padding_mask(x)
-    if pad.any():
-        x = fill_padding(x, pad)
-    if cfg.median_size > 1:
-        x = median_denoise(x, cfg.median_size)
-    ilm, bm = detect_layers(x, params)
-    image = percentile_window(x, *cfg.percentiles, valid=~pad)
-    spacing = volume.spacing
-    shape = (depth, width)
-    if cfg.target_spacing is not None:
-        shape = resample_shape((depth, width), spacing[1:], cfg.target_spacing)
-        image = resize_bscans(image, shape)
-        pad = resize_bscans(pad, shape)
-        spacing = (spacing[0], *cfg.target_spacing)
-    ilm_p = _rows_to(ilm, (depth, width), shape)
-    bm_p = _rows_to(bm, (depth, width), shape)
-    mask = retina_mask(ilm_p, bm_p, shape[0], cfg.margin_px) & ~pad
-    shifts = None
-    if cfg.flatten:
-        row = cfg.flatten_row
-        target = int(round(row * shape[0])) if row < 1 else int(row)
-        shifts = flatten_shifts(bm_p, target)
-        image = shift_columns(image, shifts, -1.0)
-        mask = shift_columns(mask, shifts, False)
+    pipeline = preprocessing_transform(cfg, _use_log(volume, cfg), params)
+    d = pipeline({"image": x, "spacing": volume.spacing, "original_shape": x.shape})
     return {
-        "image": np.ascontiguousarray(image, dtype=np.float32),
-        "mask": mask,
-        "ilm": ilm,
-        "bm": bm,
-        "valid": np.isfinite(bm).any(axis=1),
-        "flatten_shifts": shifts,
-        "original_shape": (n, depth, width),
-        "spacing": tuple(float(s) for s in spacing),
+        "image": np.ascontiguousarray(d["image"], dtype=np.float32),
+        "mask": d["mask"],
+        "ilm": d["ilm"],
+        "bm": d["bm"],
+        "valid": np.isfinite(d["bm"]).any(axis=1),
+        "flatten_shifts": d.get("flatten_shifts"),
+        "original_shape": tuple(x.shape),
+        "spacing": tuple(float(s) for s in d["spacing"]),
     }
 
 
@@ -131,15 +141,11 @@ def restore_map(
 ) -> np.ndarray:
     """A map ``(n, d', w')`` in preprocessed space back to the input ``(n, depth, width)``.
 
-    Un-flattens exactly (integer shifts; pixels that were outside the flattened frame get
-    ``fill``), then resizes to the original grid when the volume was resampled.
+    The inverse of the geometric transforms: :class:`Unflattend` (integer shifts, exact;
+    pixels that were outside the flattened frame get ``fill``), then :meth:`Resampled.inverse`
+    to the original grid when the volume was resampled.
     """
-    m = np.asarray(map_in_preprocessed_space)
+    d = {"map": np.asarray(map_in_preprocessed_space), **prep}
     if prep.get("flatten_shifts") is not None:
-        m = shift_columns(
-            m, -np.asarray(prep["flatten_shifts"]), False if m.dtype == bool else fill
-        )
-    n, depth, width = prep["original_shape"]
-    if m.shape[1:] != (depth, width):
-        m = resize_bscans(m, (depth, width))
-    return m
+        d = Unflattend("map", fill=fill)(d)
+    return Resampled("map", (1.0, 1.0)).inverse(d)["map"]
