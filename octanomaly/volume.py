@@ -131,6 +131,8 @@ class OCTVolume:
         for axis, n, s, top in zip(
             _AXES, self.shape, self.spacing, PLAUSIBLE_EXTENT_MM, strict=True
         ):
+            if axis == "B-scan" and self.spacing_is_default:
+                continue  # a guessed B-scan distance (e.g. a folder of images) proves nothing
             if n * s > top:
                 raise InputError(
                     where,

@@ -366,3 +366,10 @@ def test_evaluate_skips_a_file_whose_scoring_crashes(tmp_path, monkeypatch):
         {"file": "AMD/a1.png", "error": "unexpected RuntimeError: boom"}
     ]
     assert metrics["n_scored"] == 5
+
+
+def test_many_images_with_default_spacing_are_not_refused_for_their_count():
+    many = np.broadcast_to(np.zeros((), np.uint8), (1000, 496, 512))
+    OCTVolume(many, DEFAULT_SPACING, spacing_is_default=True).validate()  # 100 mm "apart": a guess
+    with pytest.raises(InputError, match="along the B-scan axis"):
+        OCTVolume(many, DEFAULT_SPACING).validate()  # the file says so: implausible
