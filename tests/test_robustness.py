@@ -294,6 +294,11 @@ def test_training_data_without_retina_is_one_error(tmp_path):
     cfg = load_config(model="ganomaly").preprocessing
     with pytest.warns(UserWarning), pytest.raises(InputError, match="no retina found"):
         load_healthy([tmp_path], cfg, val_fraction=0.34)
+    res = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "run"),
+                              "--model", "ganomaly", "--device", "cpu"])  # fmt: skip
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert len(_errors(res)) == 1 and "no retina found" in _errors(res)[0]
+    assert not (tmp_path / "run").exists()
 
 
 def test_evaluate_exits_2_when_a_class_has_no_readable_file(tmp_path, monkeypatch):
