@@ -102,6 +102,14 @@ def test_cohort_cli_reports_bad_volume_and_exits_2(tmp_path, tiny_run, cohort_in
     assert "2 volumes mapped" in res.output
 
 
+def test_output_folder_inside_an_input_folder_is_refused(tmp_path, tiny_run, cohort_inputs):
+    from octanomaly.errors import InputError
+
+    with pytest.raises(InputError, match="inside the input folder"):
+        run_cohort([cohort_inputs], cohort_inputs / "out", tiny_run, device="cpu")
+    assert not (cohort_inputs / "out").exists()
+
+
 def test_inputs_from_folders_globs_and_csv(tmp_path, cohort_inputs):
     listing = tmp_path / "list.csv"
     listing.write_text("path,label\nin/eye2.nii.gz,x\nin/eye1.nii.gz,y\n")

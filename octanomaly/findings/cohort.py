@@ -171,7 +171,8 @@ def _process(path: Path, name: str, out: Path, settings: Settings, row: dict) ->
     vdir = out / "volumes" / name
     protect = (volume.source_path,) if volume.source_path else ()
     write_outputs(result, volume, vdir, name)
-    write_findings(findings, volume, vdir, name, protect=protect)
+    write_findings(findings, volume, vdir / f"{name}_regions.csv", vdir / f"{name}_regions.nii.gz",
+                   protect=protect)  # fmt: skip
     features = region_features(run.model, prep, findings)
     crops = region_crops(volume, findings)
     with atomic_path(vdir / f"{name}{FEATURES}") as tmp:
@@ -273,8 +274,10 @@ def run_cohort(
     from dask.distributed import as_completed
 
     from octanomaly.scoring import load_run
+    from octanomaly.scoring.outputs import check_out_dir
 
     out = Path(out)
+    check_out_dir(out, [p for p in inputs if Path(p).is_dir()])  # not inside an input folder
     out.mkdir(parents=True, exist_ok=True)
     paths = expand_inputs(inputs)
     names = volume_names(paths)
@@ -287,6 +290,7 @@ def run_cohort(
     todo = [(p, n) for p, n in zip(paths, names, strict=True) if n not in done_names]
     table = _Appender(out, done)
     results = list(done)
+    failed: list[dict[str, Any]] = []
     n_failed = 0
     if todo:
         client = _client(scheduler)
@@ -310,6 +314,7 @@ def run_cohort(
                     results.append(res)
                 else:
                     n_failed += 1
+                    failed.append(res)
                 if on_result is not None:
                     on_result(res, len(done) + k, len(names))
         finally:
@@ -319,6 +324,8 @@ def run_cohort(
                 cluster.close()
     order = {n: i for i, n in enumerate(names)}
     results.sort(key=lambda d: order.get(d["volume"]["volume"], 0))
+    # rows streamed in completion order; the final tables are in input order (deterministic)
+    table = _Appender(out, sorted(results + failed, key=lambda d: order[d["volume"]["volume"]]))
     files = dict(table.paths)
     files.update(cluster_cohort(out, results))
     return CohortResult(out, results, len(done), n_failed, files)

@@ -56,6 +56,11 @@ class Fovea:
     note: str
     pit_um: float | None = None
 
+    @property
+    def position(self) -> tuple[float, float]:
+        """``(bscan, column)`` in fractional voxels."""
+        return (float(self.bscan), float(self.column))
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready description."""
         return {
