@@ -378,3 +378,13 @@ def test_many_images_with_default_spacing_are_not_refused_for_their_count():
     OCTVolume(many, DEFAULT_SPACING, spacing_is_default=True).validate()  # 100 mm "apart": a guess
     with pytest.raises(InputError, match="along the B-scan axis"):
         OCTVolume(many, DEFAULT_SPACING).validate()  # the file says so: implausible
+
+
+def test_summary_notes_carry_no_path_and_no_patient_data():
+    from octanomaly.errors import OctanomalyError
+    from octanomaly.scoring.outputs import _note
+
+    vol = OCTVolume(np.zeros((1, 8, 8), np.uint8), DEFAULT_SPACING, phi={"PatientName": "Doe^Jo"})
+    note = _note(InputError(Path("/data/Doe_eye.dcm"), "no Frame of Reference"), vol)
+    assert note == "no Frame of Reference"
+    assert "Doe" not in _note(OctanomalyError("frames of Doe differ"), vol)

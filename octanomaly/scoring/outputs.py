@@ -201,6 +201,18 @@ def _dicom_pm_possible(volume: OCTVolume) -> bool:
     return volume.source_format.startswith("dicom") and src is not None and src.is_file()
 
 
+def _note(exc: OctanomalyError, volume: OCTVolume) -> str:
+    """A summary note from ``exc``: without the file's path, withheld if it holds patient data."""
+    from octanomaly.report import assert_no_phi
+
+    text = " ".join((exc.problem if isinstance(exc, InputError) else str(exc)).split())
+    try:
+        assert_no_phi(text, volume.phi, numbers=False)
+    except OctanomalyError:
+        return "not written (the reason is withheld: it contains patient data)"
+    return text
+
+
 def _input_label(volume: OCTVolume) -> str:
     """The input's file name, withheld if it contains a patient field (the summary stays
     PHI-free by construction: no other field comes from the patient data)."""
@@ -311,7 +323,7 @@ def _write_set(
                 volume.source_path, result.anomaly, paths["parametric_map"], keep_patient=phi,
             )  # fmt: skip
         except OctanomalyError as exc:
-            notes["parametric_map"] = " ".join(str(exc).split())
+            notes["parametric_map"] = _note(exc, volume)
 
     all_timings = {**(timings or {}), **result.timings}
     all_timings["write"] = time.perf_counter() - t_start
