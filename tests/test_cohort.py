@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +62,9 @@ def test_cohort_local_resume_and_bad_volume(tmp_path, tiny_run, cohort_inputs):
     assert sum(summary["clustering"]["sizes"]) == len(regions)
     page = (out / "report.html").read_text()
     assert "<img" in page and not re.search(r"(src|href)=\"(https?:)?//", page)
-    assert (out / "figures" / "map.png").is_file() and (
-        out / "figures" / "etdrs_burden.png"
-    ).is_file()
+    assert (out / "figures" / "map.png").is_file()
+    assert (out / "figures" / "etdrs_burden.png").is_file()
+    _check_in_browser(out / "report.html", page)
 
     # interrupted run: one volume's completion marker is missing -> only it (and the bad one) rerun
     marker = out / "volumes" / "eye2" / "eye2_cohort.json"
@@ -75,6 +77,18 @@ def test_cohort_local_resume_and_bad_volume(tmp_path, tiny_run, cohort_inputs):
     assert (out / "volumes" / "eye1" / "eye1_cohort.json").stat().st_mtime_ns == kept
     assert _rows(out / "regions.csv") == regions  # same regions, same order
     assert len(_rows(out / "volumes.csv")) == 3
+
+
+def _check_in_browser(path: Path, page: str) -> None:
+    """Render the page in headless Chromium with the network blocked (when Chromium is here)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        return
+    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+            "--host-resolver-rules=MAP * ~NOTFOUND", path.as_uri()]  # fmt: skip
+    dom = subprocess.run(args, capture_output=True, text=True, timeout=180, check=True).stdout
+    assert "octanomaly cohort report" in dom and "Cluster 0" in dom
+    assert dom.count("<img") == page.count("<img") > 0
 
 
 @pytest.mark.slow
