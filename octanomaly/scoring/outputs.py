@@ -196,11 +196,6 @@ def _dicom_pm_possible(volume: OCTVolume) -> bool:
     return volume.source_format.startswith("dicom") and src is not None and src.is_file()
 
 
-def _dicom_pm_possible(volume: OCTVolume) -> bool:
-    src = volume.source_path
-    return volume.source_format.startswith("dicom") and src is not None and src.is_file()
-
-
 def _note(exc: OctanomalyError, volume: OCTVolume) -> str:
     """A summary note from ``exc``: without the file's path, withheld if it holds patient data."""
     from octanomaly.report import assert_no_phi
