@@ -114,3 +114,27 @@ def test_sector_statistics_add_up(lesion_phantom):
     assert summary["n_regions"] == len(f.regions)
     assert sum(summary["regions_by_band"].values()) == len(f.regions)
     assert f.csv_text().splitlines()[0].startswith("region_id,n_voxels,volume_mm3")
+
+
+def test_region_features_and_crops_follow_the_regions(lesion_phantom, tiny_run):
+    from octanomaly.findings.embed import CROP_PX, region_crops, region_features
+    from octanomaly.scoring import load_run
+    from octanomaly.transforms.preprocess import preprocess_volume
+
+    ph = lesion_phantom
+    run = load_run(tiny_run, "cpu")
+    truth = ph.lesion_mask
+    f = find_regions(truth, truth * 5.0, ph.volume, ph.ilm, ph.bm)
+    prep = preprocess_volume(ph.volume, run.cfg.preprocessing)
+    feats = region_features(run.model, prep, f)
+    assert feats.shape[0] == len(f.regions) and feats.shape[1] > 0
+    assert np.isfinite(feats).all()
+    np.testing.assert_array_equal(region_features(run.model, prep, f), feats)  # deterministic
+    # different lesions give different features; a region's own features do not depend on others
+    assert len(np.unique(feats.round(5), axis=0)) == len(f.regions)
+    crops = region_crops(ph.volume, f)
+    assert crops.shape == (len(f.regions), 2, *CROP_PX) and crops.dtype == np.uint8
+    centre = crops[
+        :, 1, CROP_PX[0] // 2 - 4 : CROP_PX[0] // 2 + 4, CROP_PX[1] // 2 - 8 : CROP_PX[1] // 2 + 8
+    ]
+    assert (centre.reshape(len(f.regions), -1).max(axis=1) == 255).mean() > 0.9  # region at centre
