@@ -1,4 +1,5 @@
-"""DCGAN building blocks shared by AnoGAN and GANomaly: a strided-conv encoder and its mirror.
+"""DCGAN building blocks shared by AnoGAN and GANomaly: a strided-conv encoder, its mirror, the
+discriminator, and :class:`DCGANPairModel` (a generator ``G`` and that discriminator ``D``).
 
 For a ``P x P`` patch the encoder halves the size with 4x4 stride-2 convolutions down to 4x4
 (``log2(P) - 2`` of them; four at 64x64, widths ``w, 2w, 4w, 8w``) and ends with a 4x4 valid
@@ -8,8 +9,13 @@ convolution to ``n_out`` channels; the decoder mirrors it with transposed convol
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
+import torch
+from pydantic import Field
 from torch import Tensor, nn
+
+from octanomaly.models.base import AnomalyModel, ModelConfig, dcgan_init
 
 
 def _n_levels(patch_size: int) -> int:
@@ -49,6 +55,22 @@ class DCGANEncoder(nn.Module):
         return self.final(self.features(x))
 
 
+class DCGANDiscriminator(DCGANEncoder):
+    """``(B, 1, P, P) -> logits (B,)``; with ``features=True`` also the last feature map
+    ``(B, 8w, 4, 4)`` (feature matching), from the same pass."""
+
+    def __init__(self, patch_size: int = 64, width: int = 64):
+        super().__init__(patch_size, 1, width)
+
+    def forward(self, x: Tensor, features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        out, f = self.forward_features(x)
+        return (out.flatten(), f) if features else out.flatten()
+
+    def logits_and_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(logits (B,), features (B, 8w, 4, 4))``."""
+        return self.forward(x, features=True)
+
+
 class DCGANDecoder(nn.Module):
     """``(B, nz, 1, 1) -> (B, C, P, P)`` in [-1, 1]: transposed convs with BatchNorm, tanh."""
 
@@ -75,3 +97,32 @@ class DCGANDecoder(nn.Module):
         if z.dim() == 2:
             z = z[:, :, None, None]
         return self.net(z)
+
+
+class DCGANConfig(ModelConfig):
+    """Settings of a :class:`DCGANPairModel`: width, latent size, Adam 2e-4 / beta1 0.5."""
+
+    width: int = Field(32, ge=1)
+    nz: int = Field(100, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+
+
+class DCGANPairModel(AnomalyModel):
+    """A generator ``G`` (given by the subclass) and a :class:`DCGANDiscriminator` ``D``, DCGAN
+    initialised, trained together in one ``gan`` stage with Adam (``cfg.lr``, ``cfg.betas``)."""
+
+    stages: ClassVar[tuple[str, ...]] = ("gan",)
+    trained_nets: ClassVar[dict[str, tuple[str, ...]]] = {"gan": ("G", "D")}
+
+    cfg: DCGANConfig
+
+    def __init__(self, cfg: DCGANConfig, generator: nn.Module):
+        super().__init__(cfg)
+        self.G = generator
+        self.D = DCGANDiscriminator(self.patch_size, cfg.width)
+        self.apply(dcgan_init)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        self.optimizers = self.adam("G", "D", lr=self.cfg.lr, betas=self.cfg.betas)
+        return self.optimizers

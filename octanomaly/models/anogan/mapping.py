@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from octanomaly.models.anogan.networks import Discriminator, Generator
+from octanomaly.models.anogan.networks import Generator
+from octanomaly.models.dcgan import DCGANDiscriminator
 
 
 @dataclass
@@ -34,7 +35,7 @@ class MappingResult:
 
 def _terms(
     G: Generator,
-    D: Discriminator,
+    D: DCGANDiscriminator,
     x: Tensor,
     f_x: Tensor,
     z: Tensor,
@@ -54,7 +55,7 @@ def _terms(
 
 def map_latent(
     G: Generator,
-    D: Discriminator,
+    D: DCGANDiscriminator,
     x: Tensor,
     nz: int,
     *,

@@ -16,8 +16,9 @@ from torch import Tensor
 
 from octanomaly.models.anogan import loss as L
 from octanomaly.models.anogan.mapping import MappingResult, map_latent
-from octanomaly.models.anogan.networks import Discriminator, Generator
-from octanomaly.models.base import AnomalyModel, ModelConfig, PatchScores, dcgan_init
+from octanomaly.models.anogan.networks import Generator
+from octanomaly.models.base import ModelConfig, PatchScores
+from octanomaly.models.dcgan import DCGANConfig, DCGANPairModel
 
 
 class MappingConfig(BaseModel):
@@ -35,36 +36,23 @@ class MappingConfig(BaseModel):
     seed: int = 0
 
 
-class AnoGANConfig(ModelConfig):
+class AnoGANConfig(DCGANConfig):
     """AnoGAN settings: DCGAN width, latent size, Adam 2e-4 / beta1 0.5, mapping."""
 
     name: Literal["anogan"] = "anogan"
-    width: int = Field(32, ge=1)
-    nz: int = Field(100, ge=1)
-    lr: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
     mapping: MappingConfig = MappingConfig()
 
 
-class AnoGAN(AnomalyModel):
+class AnoGAN(DCGANPairModel):
     """DCGAN generator ``G`` and discriminator ``D``."""
 
     name: ClassVar[str] = "anogan"
     config_cls: ClassVar[type[ModelConfig]] = AnoGANConfig
-    stages: ClassVar[tuple[str, ...]] = ("gan",)
-    trained_nets: ClassVar[dict[str, tuple[str, ...]]] = {"gan": ("G", "D")}
     grad_scoring: ClassVar[bool] = True  # latent mapping backpropagates to z
     cfg: AnoGANConfig
 
     def __init__(self, cfg: AnoGANConfig):
-        super().__init__(cfg)
-        self.G = Generator(self.patch_size, cfg.nz, cfg.width)
-        self.D = Discriminator(self.patch_size, cfg.width)
-        self.apply(dcgan_init)
-
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        self.optimizers = self.adam("G", "D", lr=self.cfg.lr, betas=self.cfg.betas)
-        return self.optimizers
+        super().__init__(cfg, Generator(cfg.size, cfg.nz, cfg.width))
 
     def train_step(self, real: Tensor, stage: str, step: int) -> dict[str, Tensor]:
         if stage != "gan":

@@ -12,42 +12,30 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from octanomaly.models.base import AnomalyModel, ModelConfig, PatchScores, dcgan_init
+from octanomaly.models.base import ModelConfig, PatchScores
+from octanomaly.models.dcgan import DCGANConfig, DCGANPairModel
 from octanomaly.models.ganomaly import loss as L
-from octanomaly.models.ganomaly.networks import Discriminator, EncDecEnc
+from octanomaly.models.ganomaly.networks import EncDecEnc
 
 
-class GANomalyConfig(ModelConfig):
+class GANomalyConfig(DCGANConfig):
     """GANomaly settings (defaults of the paper: w_adv 1, w_con 50, w_enc 1, nz 100)."""
 
     name: Literal["ganomaly"] = "ganomaly"
-    width: int = Field(32, ge=1)
-    nz: int = Field(100, ge=1)
-    lr: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
     w_adv: float = Field(1.0, ge=0)
     w_con: float = Field(50.0, ge=0)
     w_enc: float = Field(1.0, ge=0)
 
 
-class GANomaly(AnomalyModel):
+class GANomaly(DCGANPairModel):
     """Generator ``G`` (encoder-decoder-encoder) and discriminator ``D``."""
 
     name: ClassVar[str] = "ganomaly"
     config_cls: ClassVar[type[ModelConfig]] = GANomalyConfig
-    stages: ClassVar[tuple[str, ...]] = ("gan",)
-    trained_nets: ClassVar[dict[str, tuple[str, ...]]] = {"gan": ("G", "D")}
     cfg: GANomalyConfig
 
     def __init__(self, cfg: GANomalyConfig):
-        super().__init__(cfg)
-        self.G = EncDecEnc(self.patch_size, cfg.nz, cfg.width)
-        self.D = Discriminator(self.patch_size, cfg.width)
-        self.apply(dcgan_init)
-
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        self.optimizers = self.adam("G", "D", lr=self.cfg.lr, betas=self.cfg.betas)
-        return self.optimizers
+        super().__init__(cfg, EncDecEnc(cfg.size, cfg.nz, cfg.width))
 
     def train_step(self, real: Tensor, stage: str, step: int) -> dict[str, Tensor]:
         if stage != "gan":
@@ -56,8 +44,8 @@ class GANomaly(AnomalyModel):
         self.D.requires_grad_(False)
         with self.autocast():
             x_hat, z, z_hat = self.net("G")(real)
-            _, feat_real = self.D(real)
-            _, feat_fake = self.D(x_hat)
+            _, feat_real = self.D(real, features=True)
+            _, feat_fake = self.D(x_hat, features=True)
             g = L.generator_loss(
                 feat_real, feat_fake, real, x_hat, z, z_hat, c.w_adv, c.w_con, c.w_enc
             )
@@ -65,8 +53,7 @@ class GANomaly(AnomalyModel):
         self.D.requires_grad_(True)
         with self.autocast():
             disc = self.net("D")
-            real_logits, _ = disc(real)
-            fake_logits, _ = disc(x_hat.detach())
+            real_logits, fake_logits = disc(real), disc(x_hat.detach())
             loss_d = L.discriminator_loss(real_logits, fake_logits)
         self.update("D", loss_d)
         return {k: v.detach() for k, v in g.items()} | {"d": loss_d.detach()}

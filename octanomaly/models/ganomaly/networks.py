@@ -1,4 +1,5 @@
-"""GANomaly networks (Akcay et al. 2018): encoder-decoder-encoder generator, DCGAN discriminator."""
+"""GANomaly networks (Akcay et al. 2018): the encoder-decoder-encoder generator (its
+discriminator is :class:`~octanomaly.models.dcgan.DCGANDiscriminator`)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,3 @@ class EncDecEnc(nn.Module):
         x_hat = self.decoder(z)
         z_hat = self.encoder2(x_hat)
         return x_hat, z.flatten(1), z_hat.flatten(1)
-
-
-class Discriminator(DCGANEncoder):
-    """Real/fake logits ``(B,)`` and the last feature map ``f`` (for feature matching)."""
-
-    def __init__(self, patch_size: int = 64, width: int = 64):
-        super().__init__(patch_size, 1, width)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        out, f = self.forward_features(x)
-        return out.flatten(), f
