@@ -97,7 +97,7 @@ def test_cohort_on_a_two_worker_local_cluster(tmp_path, tiny_run, cohort_inputs)
 
     (cohort_inputs / "broken.nii.gz").unlink()
     run_cohort([cohort_inputs], tmp_path / "local", tiny_run, device="cpu")
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
         dist = run_cohort([cohort_inputs], tmp_path / "dask", tiny_run, device="cpu",
                           scheduler=cluster.scheduler_address)  # fmt: skip
     assert dist.n_failed == 0 and len(dist.results) == 2

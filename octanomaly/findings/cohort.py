@@ -240,7 +240,7 @@ def _client(scheduler: str | None):
         except (OSError, TimeoutError) as exc:
             raise OctanomalyError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                           dashboard_address=None)  # fmt: skip
+                           dashboard_address=":0")  # fmt: skip
     return Client(cluster)
 
 
