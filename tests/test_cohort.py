@@ -41,9 +41,12 @@ def cohort_inputs(tmp_path) -> Path:
 def test_cohort_local_resume_and_bad_volume(tmp_path, tiny_run, cohort_inputs):
     out = tmp_path / "out"
     seen = []
-    res = run_cohort([cohort_inputs], out, tiny_run, device="cpu",
-                     on_result=lambda r, k, n: seen.append(r["volume"]["volume"]))  # fmt: skip
-    assert sorted(seen) == ["broken", "eye1", "eye2"]
+
+    def note(r, k, n):
+        seen.append(r["volume"]["volume"] if r else k)
+
+    res = run_cohort([cohort_inputs], out, tiny_run, device="cpu", on_result=note)
+    assert seen[0] == 0 and sorted(seen[1:]) == ["broken", "eye1", "eye2"]
     assert (res.n_skipped, res.n_failed, len(res.results)) == (0, 1, 2)
     vols = {r["volume"]: r for r in _rows(out / "volumes.csv")}
     assert vols["broken"]["status"] == "failed" and "broken.nii.gz" in vols["broken"]["error"]
@@ -71,9 +74,8 @@ def test_cohort_local_resume_and_bad_volume(tmp_path, tiny_run, cohort_inputs):
     marker.unlink()
     kept = (out / "volumes" / "eye1" / "eye1_cohort.json").stat().st_mtime_ns
     seen.clear()
-    res2 = run_cohort([cohort_inputs], out, tiny_run, device="cpu",
-                      on_result=lambda r, k, n: seen.append(r["volume"]["volume"]))  # fmt: skip
-    assert sorted(seen) == ["broken", "eye2"] and res2.n_skipped == 1
+    res2 = run_cohort([cohort_inputs], out, tiny_run, device="cpu", on_result=note)
+    assert seen[0] == 1 and sorted(seen[1:]) == ["broken", "eye2"] and res2.n_skipped == 1
     assert (out / "volumes" / "eye1" / "eye1_cohort.json").stat().st_mtime_ns == kept
     assert _rows(out / "regions.csv") == regions  # same regions, same order
     assert len(_rows(out / "volumes.csv")) == 3

@@ -59,7 +59,7 @@ def cohort(
         task = bar.add_task("mapping volumes", total=None)
 
         def on_result(res, done, total):
-            row = res["volume"]
+            row = res["volume"] if res is not None else {"status": "ok"}
             if row["status"] != "ok":
                 err_console.print(f"octanomaly: error: {row['error']}", markup=False,
                                   highlight=False)  # fmt: skip

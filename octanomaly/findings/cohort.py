@@ -265,11 +265,12 @@ def run_cohort(
     min_size: int = 50,
     device: str = "auto",
     scheduler: str | None = None,
-    on_result: Callable[[dict[str, Any], int, int], None] | None = None,
+    on_result: Callable[[dict[str, Any] | None, int, int], None] | None = None,
 ) -> CohortResult:
     """Map every volume of ``inputs`` into ``out`` (resumable), then cluster all regions.
 
-    ``on_result(result, done, total)`` is called as each volume finishes (progress).
+    ``on_result(result, done, total)`` is called once before mapping (``result`` None, ``done``
+    the volumes already finished) and as each volume finishes (progress).
     """
     from dask.distributed import as_completed
 
@@ -289,6 +290,8 @@ def run_cohort(
     done_names = {d["volume"]["volume"] for d in done}
     todo = [(p, n) for p, n in zip(paths, names, strict=True) if n not in done_names]
     table = _Appender(out, done)
+    if on_result is not None:
+        on_result(None, len(done), len(names))
     results = list(done)
     failed: list[dict[str, Any]] = []
     n_failed = 0
