@@ -53,10 +53,11 @@ def check_spacing(spacing: tuple[float, ...], where: str | Path = "--spacing") -
         )
     for axis, s, (lo, hi) in zip(_AXES, spacing, PLAUSIBLE_SPACING_MM, strict=True):
         if not lo <= s <= hi:
+            hint = "give" if str(where) == "--spacing" else "in um without units? pass"
             raise InputError(
                 where,
-                f"{axis} spacing {s:g} mm is outside what OCT devices produce ({lo:g}-{hi:g} mm;"
-                " in um without units?); pass --spacing BSCAN AXIAL LATERAL in mm",
+                f"{axis} spacing {s:g} mm is outside what OCT devices produce ({lo:g}-{hi:g} mm);"
+                f" {hint} --spacing BSCAN AXIAL LATERAL in mm",
             )
 
 
