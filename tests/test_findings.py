@@ -138,3 +138,19 @@ def test_region_features_and_crops_follow_the_regions(lesion_phantom, tiny_run):
         :, 1, CROP_PX[0] // 2 - 4 : CROP_PX[0] // 2 + 4, CROP_PX[1] // 2 - 8 : CROP_PX[1] // 2 + 8
     ]
     assert (centre.reshape(len(f.regions), -1).max(axis=1) == 255).mean() > 0.9  # region at centre
+
+
+def test_single_bscan_and_no_retina():
+    ph = make_phantom(seed=2, n_bscans=1, depth=256, width=256, spacing=(0.12, 0.0078, 0.0224),
+                      lesions="cyst,hrf")  # fmt: skip
+    m = ph.lesion_mask
+    f = find_regions(m, m * 5.0, ph.volume, ph.ilm, ph.bm)
+    assert f.regions and all(r["n_bscans"] == 1 for r in f.regions)
+    assert all(r["y_mm"] == 0.0 for r in f.regions)  # the fovea is on the B-scan
+    assert {r["etdrs_sector"].split("_")[-1] for r in f.regions} <= {"central", "nasal", "temporal"}
+    # no retina found: NaN lines -> scan-centre fovea, regions without band or reflectivity
+    nan = np.full((1, 256), np.nan)
+    g = find_regions(m, m * 5.0, ph.volume, nan, nan)
+    assert g.fovea.method == "scan-centre"
+    assert {r["band"] for r in g.regions} == {"unknown"}
+    assert {r["reflectivity"] for r in g.regions} == {"unknown"}
