@@ -388,3 +388,14 @@ def test_summary_notes_carry_no_path_and_no_patient_data():
     note = _note(InputError(Path("/data/Doe_eye.dcm"), "no Frame of Reference"), vol)
     assert note == "no Frame of Reference"
     assert "Doe" not in _note(OctanomalyError("frames of Doe differ"), vol)
+
+
+def test_error_lines_name_the_file_and_say_what_happened():
+    from octanomaly.cli.map import error_line
+
+    p = Path("d/eye.nii.gz")
+    assert error_line(p, InputError(p, "bad")) == "d/eye.nii.gz: bad"
+    assert error_line(p, OSError(28, "No space left on device", "o/x.png")) == (
+        "d/eye.nii.gz: No space left on device (o/x.png); nothing was written for it"
+    )
+    assert error_line(p, ValueError("odd")).startswith("d/eye.nii.gz: unexpected ValueError: odd")

@@ -100,6 +100,9 @@ def error_line(path: Path, exc: Exception) -> str:
         return text if named else f"{path}: {text}"
     if isinstance(exc, MemoryError):
         return f"{path}: out of memory ({text or 'allocation failed'})"
+    if isinstance(exc, OSError) and exc.strerror:  # disk full, permissions: not a bug
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{path}: {exc.strerror}{where}; nothing was written for it"
     return f"{path}: unexpected {type(exc).__name__}: {text} (run with --debug for the traceback)"
 
 
