@@ -65,6 +65,7 @@ def test_cohort_local_resume_and_bad_volume(tmp_path, tiny_run, cohort_inputs):
     assert sum(summary["clustering"]["sizes"]) == len(regions)
     page = (out / "report.html").read_text()
     assert "<img" in page and not re.search(r"(src|href)=\"(https?:)?//", page)
+    assert 'href="volumes/eye1/eye1_enface.png"' in page  # volumes open their en-face image
     assert (out / "figures" / "map.png").is_file()
     assert (out / "figures" / "etdrs_burden.png").is_file()
     _check_in_browser(out / "report.html", page)

@@ -31,12 +31,26 @@ def _cell(v: Any) -> str:
     return f"<td>{html.escape('' if v is None else str(v))}</td>"
 
 
-def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+def _table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    links: Mapping[str, str] | None = None,
+) -> str:
+    """HTML table; a ``volume`` cell links to ``links[volume]`` (a relative path) when given."""
+    links = links or {}
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
     for r in rows:
         cls = ' class="failed"' if r.get("status") == "failed" else ""
-        body.append(f"<tr{cls}>" + "".join(_cell(r.get(c)) for c in columns) + "</tr>")
+        cells = []
+        for c in columns:
+            v = r.get(c)
+            if c == "volume" and v in links:
+                text = html.escape(str(v))
+                cells.append(f'<td><a href="{html.escape(links[v])}">{text}</a></td>')
+            else:
+                cells.append(_cell(v))
+        body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
@@ -83,7 +97,16 @@ def write_report(
             vol_rows = list(csv.DictReader(f))
     cols = ["volume", "status", "error", "volume_score", "n_flagged", "anomalous_volume_mm3",
             "n_regions", "fovea_method", "laterality"]  # fmt: skip
-    parts += ['<h2 id="volumes">Volumes</h2>', _table(vol_rows, cols)]
+    links = {}
+    for r in vol_rows:
+        enface = Path("volumes") / r["volume"] / f"{r['volume']}_enface.png"
+        if (out / enface).is_file():
+            links[r["volume"]] = enface.as_posix()
+    parts += [
+        '<h2 id="volumes">Volumes</h2>',
+        "<p>A volume's name opens its en-face image (anomaly, thickness, ETDRS grid).</p>",
+        _table(vol_rows, cols, links),
+    ]
     parts += [
         "<p>Per volume: <code>volumes/NAME/</code> holds its maps, en-face PNG with the ETDRS "
         "grid, regions CSV and label map. All regions: <code>regions.csv</code>; clusters: "
