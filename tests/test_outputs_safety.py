@@ -268,3 +268,21 @@ def test_cli_users_mask_beside_the_input_survives_and_rerun_works(tmp_path, tiny
     res = runner.invoke(app, args)  # a rerun replaces its own set with the same files
     assert res.exit_code == 0, res.output
     assert set(_tree(tmp_path)) == set(first) and not _hidden(tmp_path)
+
+
+def test_a_folder_of_bscans_ignores_earlier_outputs_written_into_it(tmp_path, tiny_run):
+    from PIL import Image
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    vol = make_phantom(2, n_bscans=3, depth=128, width=128).volume
+    for i, b in enumerate(vol.data):
+        Image.fromarray(b).save(scans / f"b{i}.png")
+    args = ["--model", str(tiny_run), "--device", "cpu"]
+    res = runner.invoke(app, ["map", str(scans / "b0.png"), *args])  # outputs land in scans/
+    assert res.exit_code == 0, res.output
+    assert (scans / "b0_enface.png").is_file()
+    again = load_volume(scans)
+    assert again.shape == (3, 128, 128)  # b0_enface.png is not taken for a B-scan
+    res = runner.invoke(app, ["map", str(scans), *args])
+    assert res.exit_code == 0, res.output

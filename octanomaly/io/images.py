@@ -51,14 +51,28 @@ def image_kind(path: Path) -> str | None:
 
 
 def _candidates(folder: Path) -> list[Path]:
-    """Non-hidden files directly in ``folder`` that are images by magic or by extension."""
+    """Non-hidden files directly in ``folder`` that are images by magic or by extension, less
+    the outputs of an earlier ``octanomaly map`` there (e.g. ``STEM_enface.png``)."""
+    outputs = octanomaly_outputs(folder)
     out = []
     for p in folder.iterdir():
-        if p.name.startswith(".") or not p.is_file():
+        if p.name.startswith(".") or not p.is_file() or p.name in outputs:
             continue
         if p.suffix.lower() in IMAGE_SUFFIXES or image_kind(p) is not None:
             out.append(p)
     return sorted(out, key=natural_key)
+
+
+def octanomaly_outputs(folder: Path) -> set[str]:
+    """Names of the files in ``folder`` that octanomaly's result manifests there list."""
+    from octanomaly.io.manifest import read_manifest
+
+    names: set[str] = set()
+    for summary in folder.glob("*_summary.json"):
+        manifest = read_manifest(summary)
+        if manifest is not None:
+            names.update(k for k in manifest["files"] if "/" not in k)
+    return names
 
 
 def natural_key(path: Path) -> tuple:
