@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from octanomaly.report.dicom_pm import write_parametric_map
 from octanomaly.report.enface import enface_intensity, enface_projection, save_enface
-from octanomaly.report.overlays import overlay_rgb, save_bscan_overlay
+from octanomaly.report.overlays import overlay_rgb, save_bscan_overlay, save_bscan_overlays
 from octanomaly.report.summary import (
     MapSummary,
     ModelInfo,
@@ -26,6 +26,7 @@ __all__ = [
     "enface_projection",
     "overlay_rgb",
     "save_bscan_overlay",
+    "save_bscan_overlays",
     "save_enface",
     "write_parametric_map",
     "write_summary",

@@ -279,7 +279,7 @@ def _write_set(
     from octanomaly.io.manifest import empty_manifest, file_records, seal
     from octanomaly.report import (
         anomalous_volume_mm3,
-        save_bscan_overlay,
+        save_bscan_overlays,
         save_enface,
         write_parametric_map,
     )
@@ -302,15 +302,16 @@ def _write_set(
     show = range(volume.n_bscans) if all_bscans else result.flagged
     if show:
         paths["bscans"].mkdir()
+        flagged = set(result.flagged)
+        items = []
         for i in show:
             score = result.bscan_scores[i]
             title = f"B-scan {i}" + (f"  score {score:.2f}" if np.isfinite(score) else "")
-            if i in result.flagged:
+            if i in flagged:
                 title += "  FLAGGED"
-            save_bscan_overlay(
-                volume.data[i], result.anomaly[i], result.mask[i], volume.spacing[1:],
-                paths["bscans"] / f"bscan_{i:04d}.png", title=title, vmax=vmax,
-            )  # fmt: skip
+            png = paths["bscans"] / f"bscan_{i:04d}.png"
+            items.append((volume.data[i], result.anomaly[i], result.mask[i], png, title))
+        save_bscan_overlays(items, volume.spacing[1:], vmax=vmax)
         written["bscans"] = paths["bscans"]
     if _dicom_pm_possible(volume):
         try:
