@@ -21,7 +21,7 @@ import numpy as np
 
 from octanomaly.errors import InputError
 from octanomaly.io.images import natural_key
-from octanomaly.volume import DEFAULT_SPACING, OCTVolume
+from octanomaly.volume import DEFAULT_SPACING, OCTVolume, check_spacing
 
 FORMAT = "dicom-opt"
 OPT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.5.4"
@@ -66,8 +66,6 @@ _LATERALITY = {"R": "OD", "L": "OS"}
 _SOF_MARKERS = frozenset(
     (*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xCD, 0xCE, 0xCF, 0xF7)
 )
-#: Pixel sizes and B-scan spacings (mm) a DICOM header may give; anything else is corrupt.
-HEADER_SPACING_RANGE_MM: tuple[float, float] = (1e-4, 10.0)
 _IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 _J2K_HINT = "pip install pylibjpeg pylibjpeg-openjpeg"
 _JPEG_HINT = "pip install pylibjpeg pylibjpeg-libjpeg"
@@ -720,14 +718,7 @@ def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: obj
         volume.spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
         volume.spacing_is_default = False
         return volume
-    lo, hi = HEADER_SPACING_RANGE_MM
-    for name, value in zip(("B-scan spacing", "axial", "lateral"), volume.spacing, strict=True):
-        if not lo <= value <= hi:
-            raise InputError(
-                path,
-                f"{name} {value:g} mm from the DICOM header is not a plausible OCT spacing "
-                f"({lo:g}-{hi:g} mm); give the right one with --spacing",
-            )
+    check_spacing(volume.spacing, path)  # the one plausibility rule (volume.py)
     return volume
 
 
