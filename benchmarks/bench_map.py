@@ -25,8 +25,7 @@ from octanomaly.devices import resolve_device
 from octanomaly.io import load_volume
 from octanomaly.models import build_model
 from octanomaly.runs import save_model
-from octanomaly.scoring import load_run, map_volume, output_stem, write_outputs
-from octanomaly.training import TensorSampler, calibrate
+from octanomaly.scoring import calibrate_run, load_run, map_volume, output_stem, write_outputs
 from octanomaly.transforms.patches import extract, grid_coords
 from octanomaly.transforms.preprocess import preprocess_volume
 
@@ -37,16 +36,13 @@ console = Console()
 
 
 def _untrained_run(model: str, root: Path, volume, overrides: dict | None = None) -> Path:
-    """A run folder with untrained default-config weights and a patch-level calibration."""
+    """A run folder with untrained default-config weights, calibrated on ``volume`` (timing)."""
     cfg = load_config(model=model, overrides=overrides)
     torch.manual_seed(0)
     net = build_model(cfg.model).eval()
-    prep = preprocess_volume(volume, cfg.preprocessing)
-    p = cfg.model.size
-    coords = grid_coords(prep["mask"], p, 2 * p)[:256]
-    patches = torch.from_numpy(extract(prep["image"], coords, p))
-    cal = calibrate(net, TensorSampler(patches), 64, seed=0, batch_size=64)
-    return save_model(root / model, net, cfg, cal)
+    run = save_model(root / model, net, cfg, {})
+    calibrate_run(run, [volume], device="cpu", progress=False)
+    return run
 
 
 def bench_map(run_dir: Path, device: str, stride: int | None, out: Path) -> None:

@@ -63,6 +63,16 @@ def figure(vol: np.ndarray, anomaly: np.ndarray, truth: np.ndarray, pred: np.nda
     plt.close(fig)
 
 
+def _ascan_auroc(anomaly: np.ndarray, retina: np.ndarray, truth: np.ndarray) -> float:
+    """A-scan AUROC: a column's score is its highest map value in the retina; positive when it
+    holds drusen pixels (columns without retina are left out)."""
+    from sklearn.metrics import roc_auc_score
+
+    score = np.where(retina, anomaly, -np.inf).max(axis=1)
+    ok = retina.any(axis=1)
+    return float(roc_auc_score(truth.any(axis=1)[ok], score[ok]))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir", type=Path)
@@ -109,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "whole_volume": whole.result(),
         "retina_region": retina.result(),
         "gt_in_retina": float(truth[maps.retina].sum() / max(truth.sum(), 1)),
+        "ascan_auroc": _ascan_auroc(maps.anomaly, maps.retina, truth),
         "drusen_fraction": float(truth.mean()),
         "bscans_with_drusen": int(truth.any(axis=(1, 2)).sum()),
         "n_bscans": int(volume.n_bscans),
@@ -136,10 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         return "–" if v is None else f"{100 * v:.1f}"
 
     print(json.dumps({k: v for k, v in res.items() if k != "model"}, indent=1))
-    print("| model | pixel AUROC (retina) | pixel AP (retina) | drusen in retina | Dice "
-          "| pixel AUROC (whole volume) | pixel AP (whole) | time / volume |")  # fmt: skip
+    print("| model | pixel AUROC (retina) | pixel AP (retina) | A-scan AUROC | drusen in retina "
+          "| Dice | pixel AUROC (whole volume) | pixel AP (whole) | time / volume |")  # fmt: skip
     print(
-        f"| {name} | {f(r['pixel_auroc'])} | {f(r['pixel_ap'])} | {f(res['gt_in_retina'])} % | "
+        f"| {name} | {f(r['pixel_auroc'])} | {f(r['pixel_ap'])} | {f(res['ascan_auroc'])} | "
+        f"{f(res['gt_in_retina'])} % | "
         f"{f(w.get('dice'))} | {f(w['pixel_auroc'])} | {f(w['pixel_ap'])} | "
         f"{res['seconds_per_volume']:.0f} s ({res['device']}) |"
     )

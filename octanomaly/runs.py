@@ -99,7 +99,12 @@ def load_model(
     load_weights(run_dir / MODEL_FILE, model)
     model.to(device).eval()
     calib_path = run_dir / CALIBRATION_FILE
-    calibration = json.loads(calib_path.read_text(encoding="utf-8")) if calib_path.is_file() else {}
+    try:
+        calibration = (
+            json.loads(calib_path.read_text(encoding="utf-8")) if calib_path.is_file() else {}
+        )
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InputError(calib_path, f"not valid JSON ({err})") from None
     return model, cfg, calibration
 
 

@@ -2,7 +2,7 @@
 
 ``train(cfg, train_sampler, val_sampler, out_dir)`` trains every stage of the configured model on
 patches drawn from ``train_sampler``, then scores patches of ``val_sampler`` (held-out healthy
-data) and stores their score distribution as ``calibration.json`` with the model.
+data) through :func:`octanomaly.scoring.calibrate_run`, as ``octanomaly calibrate`` does.
 
 Reproducibility: weights are initialised from ``training.seed``; batches and model noise come
 from two ``torch.Generator`` streams seeded from it (and the DDP rank). Their states, the global
@@ -43,8 +43,6 @@ from octanomaly.runs import (
 )
 
 LOG_FILE = "log.jsonl"
-QUANTILES = (50.0, 90.0, 95.0, 99.0, 99.5, 99.9)
-_MAX_PIXELS = 4_000_000
 
 
 @runtime_checkable
@@ -124,71 +122,6 @@ class _Losses:
         values = means.tolist()
         self.sums, self.counts = {}, {}
         return dict(zip(keys, values, strict=True))
-
-
-def _summary(values: np.ndarray) -> dict[str, Any]:
-    values = values.astype(np.float64)
-    return {
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "quantiles": {f"{q:g}": float(np.percentile(values, q)) for q in QUANTILES},
-    }
-
-
-def calibrate(
-    model: AnomalyModel,
-    sampler: PatchSampler,
-    n_patches: int,
-    seed: int,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-    amp: bool = True,
-) -> dict[str, Any]:
-    """Score ``n_patches`` healthy validation patches; their score and residual distributions.
-
-    Returns a JSON-able dict: ``score`` and each score part with mean/std/min/max and quantiles
-    (50/90/95/99/99.5/99.9), ``sorted_scores`` (1001 evenly spaced quantiles, for percentiles),
-    ``residual`` (pixel-residual quantiles for calibrated maps).
-    """
-    device = torch.device(device)
-    gen = torch.Generator(device=_sampler_device(sampler)).manual_seed(_seed(seed, 77))
-    scores: list[Tensor] = []
-    parts: dict[str, list[Tensor]] = {}
-    residuals: list[Tensor] = []
-    use_amp = amp and device.type == "cuda"
-    done = 0
-    while done < n_patches:
-        n = min(batch_size, n_patches - done)
-        x = sampler.sample(n, gen).to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            s = model.score(x)
-        scores.append(s.score.float().cpu())
-        for k, v in s.parts.items():
-            parts.setdefault(k, []).append(v.float().cpu())
-        residuals.append(s.residual.float().cpu())
-        done += n
-    score = torch.cat(scores).numpy()
-    pixels = torch.cat(residuals).flatten()
-    if pixels.numel() > _MAX_PIXELS:
-        pick = torch.randperm(pixels.numel(), generator=torch.Generator().manual_seed(seed))
-        pixels = pixels[pick[:_MAX_PIXELS]]
-    pix = pixels.numpy().astype(np.float64)
-    return {
-        "model": model.name,
-        "n_patches": int(n_patches),
-        "patch_size": model.patch_size,
-        "seed": seed,
-        "score": _summary(score),
-        "parts": {k: _summary(torch.cat(v).numpy()) for k, v in parts.items()},
-        "sorted_scores": np.quantile(score, np.linspace(0, 1, 1001)).tolist(),
-        "residual": {
-            "mean": float(pix.mean()),
-            "std": float(pix.std()),
-            "quantiles": {f"{q:g}": float(np.percentile(pix, q)) for q in QUANTILES},
-        },
-    }
 
 
 def save_grid(path: Path, rows: dict[str, Tensor], max_cols: int = 16) -> None:
@@ -406,18 +339,13 @@ class Trainer:
         model.begin_stage(self.plan[-1][0])
         model.eval()
         if self.is_main:
-            calibration = calibrate(
-                model,
-                self.val_sampler,
-                tcfg.calibration_patches,
-                tcfg.seed,
-                tcfg.score_batch_size,
-                dev,
-                tcfg.amp,
-            )
+            from octanomaly.scoring.calibration import calibrate_after_training
+
             self._plot()
-            save_model(self.out_dir, model, cfg, calibration)
+            save_model(self.out_dir, model, cfg, {})
             shutil.rmtree(ckpt_dir, ignore_errors=True)
+            # the one calibration path (normative model + healthy distributions), as the CLI
+            calibrate_after_training(self.out_dir, self.val_sampler, str(dev))
         if self.world > 1:
             dist.barrier()
         return self.out_dir
@@ -569,4 +497,4 @@ def train(
     ).run()
 
 
-__all__ = ["PatchSampler", "TensorSampler", "Trainer", "calibrate", "dump_config", "train"]
+__all__ = ["PatchSampler", "TensorSampler", "Trainer", "dump_config", "train"]

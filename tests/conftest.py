@@ -42,7 +42,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny_run")
     for seed in range(3):
         write_volume(
-            make_phantom(seed, n_bscans=4, depth=128, width=128).volume, root / f"h{seed}.nii.gz"
+            make_phantom(seed, n_bscans=8, depth=128, width=128).volume, root / f"h{seed}.nii.gz"
         )
     cfg = load_config(model="fanogan", overrides={
         "model": {"width": 4, "nz": 16},
@@ -52,5 +52,6 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     })  # fmt: skip
     train_s, val_s = load_healthy([root], cfg.preprocessing, val_fraction=0.34, seed=0)
     run = train(cfg, train_s, val_s, root / "run", device="cpu", progress=False)
-    calibrate_run(run, val_s, device="cpu", progress=False)
+    healthy = [root / f"h{seed}.nii.gz" for seed in range(3)]  # >= 20 healthy B-scans
+    calibrate_run(run, healthy, device="cpu", progress=False)
     return run

@@ -87,7 +87,7 @@ def phantoms(tmp_path):
     healthy = tmp_path / "healthy"
     healthy.mkdir()
     for seed in (0, 1):
-        vol = make_phantom(seed, n_bscans=3, depth=128, width=128).volume
+        vol = make_phantom(seed, n_bscans=20, depth=128, width=128).volume  # >= 20 to calibrate
         write_volume(vol, healthy / f"h{seed}.nii.gz")
     sick = make_phantom(7, n_bscans=2, depth=128, width=128, lesions="drusen").volume
     return healthy, write_volume(sick, tmp_path / "scan.nii.gz"), sick

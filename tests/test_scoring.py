@@ -1,4 +1,4 @@
-"""Scoring: maps, calibration, thresholds, determinism, stride, fallbacks, bad runs, files."""
+"""Scoring: maps, calibration, thresholds, determinism, stride, bad runs, files."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 from octanomaly.data.phantom import make_phantom
 from octanomaly.errors import OctanomalyError
 from octanomaly.scoring import (
-    Calibration,
     Dist,
+    calibrate_run,
     clean_mask,
     load_run,
     map_volume,
@@ -76,8 +76,18 @@ def test_deterministic(result, lesion_volume, tiny_run):
     assert again.flagged == result.flagged and again.model == result.model
 
 
-def test_stride_changes_coverage_not_geometry(result, lesion_volume, run):
-    fine = map_volume(lesion_volume, run, stride=8)
+def test_other_stride_is_refused_until_calibrated_for_it(
+    result, lesion_volume, run, tiny_run, tmp_path
+):
+    """Issue 12 item 6: stride 8 used to reuse stride-16 statistics; 100000 scored 0 patches."""
+    for stride in (8, 100000):
+        with pytest.raises(OctanomalyError, match="calibrated at stride 16"):
+            map_volume(lesion_volume, run, stride=stride)
+    healthy = sorted(tiny_run.parent.glob("h*.nii.gz"))
+    with pytest.raises(OctanomalyError, match="stride must be 1..32"):
+        calibrate_run(tiny_run, healthy, out=tmp_path / "x", stride=100000, progress=False)
+    calibrate_run(tiny_run, healthy, out=tmp_path / "s8", stride=8, device="cpu", progress=False)
+    fine = map_volume(lesion_volume, tmp_path / "s8", device="cpu", stride=8)
     assert fine.stride == 8 and result.stride == 16
     assert fine.n_patches > 2 * result.n_patches
     assert fine.anomaly.shape == result.anomaly.shape
@@ -91,7 +101,7 @@ def test_score_bscans_matches_map(result, lesion_volume, run):
 
 def test_dist_percentiles_and_z():
     x = np.random.default_rng(0).normal(3.0, 2.0, 100_000)
-    d = Dist.from_dict(Dist.from_samples(x).to_dict())
+    d = Dist.model_validate(json.loads(json.dumps(Dist.from_samples(x).model_dump())))
     assert np.mean(x > d.percentile(99)) == pytest.approx(0.01, abs=1e-3)
     assert d.z_at(99) == pytest.approx(2.326, abs=0.05)
     assert float(d.z(3.0)) == pytest.approx(0.0, abs=0.02)
@@ -105,22 +115,19 @@ def test_clean_mask_drops_small_components():
     assert m.dtype == np.uint8 and m.sum() == 64 and m[0, 12, 12] == 1
 
 
-def test_calibration_file_has_map_section(tiny_run, run):
+def test_calibration_files_and_old_format(tiny_run, run, tmp_path, lesion_volume):
     raw = json.loads((tiny_run / "calibration.json").read_text())
-    assert {"score", "residual", "sorted_scores", "maps"} <= set(raw)
-    assert raw["maps"]["top_k"] == 5 and len(raw["maps"]["residual"]["sorted"]) == 1001
-    assert run.calibration.kind == "maps"
-
-
-def test_patch_level_fallback_without_map_calibration(tmp_path, tiny_run, lesion_volume):
-    run_dir = shutil.copytree(tiny_run, tmp_path / "run")
-    raw = json.loads((run_dir / "calibration.json").read_text())
-    del raw["maps"]
-    (run_dir / "calibration.json").write_text(json.dumps(raw))
-    res = map_volume(lesion_volume, run_dir, device="cpu")
-    assert res.model["calibration"] == "patches"
-    assert res.anomaly.shape == lesion_volume.shape and np.isfinite(res.bscan_scores).all()
-    assert Calibration.from_json(raw).kind == "patches"
+    assert raw["format"] == "octanomaly-calibration/2" and raw["stride"] == 16
+    assert raw["channels"] == ["intensity", "residual"] and raw["n_bscans"] >= 20
+    assert len(raw["bscan"]["sorted"]) == 1001 and (tiny_run / "normative.safetensors").is_file()
+    assert run.calibration.kind == "maps" and run.calibration.normative.channels == (
+        "intensity",
+        "residual",
+    )
+    old = shutil.copytree(tiny_run, tmp_path / "old")
+    (old / "calibration.json").write_text(json.dumps({"model": "fanogan", "maps": {}}))
+    with pytest.raises(OctanomalyError, match="not a current calibration"):
+        map_volume(lesion_volume, old, device="cpu")
 
 
 def test_mismatched_run_folders_give_clear_errors(tmp_path, tiny_run):
@@ -172,12 +179,10 @@ def test_write_outputs_geometry_summary_and_no_phi(tmp_path, run, lesion_volume)
     assert not list((tmp_path / "out").glob(".*"))  # no temporaries left
 
 
-def test_anogan_scores_with_latent_mapping(tmp_path, lesion_volume):
+def test_anogan_scores_with_latent_mapping(tmp_path, lesion_volume, tiny_run):
     from octanomaly.config import load_config
     from octanomaly.models import build_model
     from octanomaly.runs import save_model
-    from octanomaly.training import TensorSampler, calibrate
-    from tests._patches import layered_patches
 
     cfg = load_config(model="anogan", overrides={
         "model": {"width": 4, "nz": 8, "mapping": {"steps": 3}},
@@ -185,8 +190,10 @@ def test_anogan_scores_with_latent_mapping(tmp_path, lesion_volume):
     })  # fmt: skip
     torch.manual_seed(0)
     model = build_model(cfg.model).eval()
-    cal = calibrate(model, TensorSampler(layered_patches(32, 32)), 32, seed=0, batch_size=16)
-    save_model(tmp_path / "ano", model, cfg, cal)
+    save_model(tmp_path / "ano", model, cfg, {})
+    with pytest.raises(OctanomalyError, match="not calibrated"):
+        load_run(tmp_path / "ano", "cpu")
+    calibrate_run(tmp_path / "ano", sorted(tiny_run.parent.glob("h*.nii.gz")), progress=False)
     res = map_volume(lesion_volume, tmp_path / "ano", device="cpu")
-    assert res.model["name"] == "anogan" and res.model["calibration"] == "patches"
+    assert res.model["name"] == "anogan" and res.model["calibration"] == "maps"
     assert res.anomaly.shape == lesion_volume.shape and np.isfinite(res.bscan_scores).all()

@@ -1,4 +1,4 @@
-"""``octanomaly calibrate``: healthy statistics of a trained run, for calibrated maps."""
+"""``octanomaly calibrate``: fit a run's normative model of healthy retina and its thresholds."""
 
 from __future__ import annotations
 
@@ -16,18 +16,27 @@ def calibrate(
     run_dir: Annotated[Path, typer.Argument(help="Run folder of a trained model.")],
     healthy: Annotated[
         list[Path],
-        typer.Argument(help="Held-out healthy volumes or B-scan images (not trained on)."),
+        typer.Argument(
+            help="Held-out healthy volumes or B-scan images (not trained on; at least 20 "
+            "B-scans with retina, better 100+ from 20+ patients)."
+        ),
     ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="New run folder (weights + config copied) for the calibration; required for "
+            "the bundled model (default: update RUN_DIR itself).",
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     stride: StrideOption = None,
 ) -> None:
-    """Measure healthy map and B-scan statistics for calibrated maps; updates calibration.json."""
-    from octanomaly.data.healthy import find_items
+    """Fit the normative model (healthy statistics per retina position) and the thresholds."""
     from octanomaly.scoring import calibrate_run
 
-    paths = [item.path for item in find_items(healthy)]
-    section = calibrate_run(run_dir, paths, device=device, stride=stride)
+    data = calibrate_run(run_dir, healthy, out=out, device=device, stride=stride)
     console.print(
-        f"calibrated {run_dir} on {section['n_bscans']} healthy B-scans "
-        f"({section['n_bscan_scores']} with retina)"
+        f"calibrated {out or run_dir} on {data['n_bscans']} healthy B-scans from "
+        f"{data['n_groups']} patients/volumes (stride {data['stride']})"
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -42,7 +41,6 @@ def train(
     from octanomaly.config import load_config
     from octanomaly.data.healthy import load_healthy
     from octanomaly.devices import resolve_device
-    from octanomaly.scoring import calibrate_run
     from octanomaly.training import train as run_training
 
     training: dict[str, int] = {}
@@ -62,7 +60,4 @@ def train(
         device=dev,
     )
     run_dir = run_training(cfg, train_s, val_s, out, device=dev, resume=resume, max_steps=max_steps)
-    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 owns the run folder
-        # Healthy statistics of whole stitched maps, so `map` reports calibrated z-scores.
-        calibrate_run(run_dir, val_s, device=str(dev))
     console.print(f"trained {cfg.model.name}: {run_dir}")

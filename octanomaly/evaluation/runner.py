@@ -81,7 +81,7 @@ class RunScorer:
             "percentile": self.percentile,
             "bscan_threshold": self.bscan_threshold,
             "pixel_threshold": self.pixel_threshold,
-            "stride": stride or self.run.cfg.preprocessing.score_stride,
+            "stride": self.run.calibration.check_stride(stride),
         }
 
     def bscan_scores(self, volume: OCTVolume) -> np.ndarray:

@@ -1,154 +1,285 @@
-"""Calibration against healthy data: score distributions, z-scores, percentile thresholds.
+"""Calibration against healthy data: the normative model, healthy score distributions, thresholds.
 
-A run folder's ``calibration.json`` holds, from training (:func:`octanomaly.training.calibrate`),
-the patch-score and raw pixel-residual distributions of held-out healthy patches. Stitched maps
-and B-scan scores have distributions of their own (overlap averaging narrows them), so
-:func:`calibrate_run` adds a ``maps`` section measured through the
-very pipeline that makes the maps. :class:`Calibration` reads either: with ``maps`` the z-scores
-are exact; without it they fall back to the patch-level statistics (``kind == "patches"``).
+One calibration path, :func:`calibrate_run`, used by ``octanomaly calibrate``, ``train()`` and
+the ``train`` command alike. It maps held-out healthy B-scans through the same pipeline as
+``map`` and stores with the run:
 
-Every distribution is summarised by mean, std and 1001 evenly spaced quantiles; a value's
-calibrated score is ``(value - mean) / std`` and a threshold "percentile P of healthy" is the
-z-score of the healthy P-th percentile.
+- ``normative.safetensors``: per retina position (height above BM, relative depth BM->ILM),
+  the robust healthy median and spread of each scoring channel (:mod:`.normative`);
+- ``calibration.json``: settings (stride, smoothing, channels, B-scan percentile) and two
+  healthy distributions measured *out of fold* (each healthy group scored against a normative
+  model fitted without it): fused pixel z-scores and raw B-scan scores.
+
+A B-scan's raw score is a high percentile of its fused z-map inside the retina; its calibrated
+score is that raw score as a z-score of the healthy B-scans. A threshold "percentile P of
+healthy" is the healthy P-th percentile (pixels: of the fused map; B-scans: of their scores).
+Every file is validated on load (pydantic): a broken file is a one-line error.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from octanomaly.errors import OctanomalyError
+from octanomaly.errors import InputError, OctanomalyError
+from octanomaly.scoring import channels as ch
+from octanomaly.scoring.normative import BinSpec, NormativeModel
 
 if TYPE_CHECKING:
     from octanomaly.volume import OCTVolume
 
 #: Percentile levels stored for every distribution (0, 0.1, ..., 100).
 LEVELS: np.ndarray = np.linspace(0.0, 100.0, 1001)
-#: Smallest std used to divide (a degenerate healthy distribution must not give inf).
-_MIN_STD = 1e-8
 #: The volume score is the mean of this many highest B-scan scores.
 VOLUME_TOP_K: int = 3
+#: Format tag of ``calibration.json``.
+FORMAT = "octanomaly-calibration/2"
+CALIBRATION_FILE = "calibration.json"
+NORMATIVE_FILE = "normative.safetensors"
+#: Fewest healthy B-scans (with retina) a calibration accepts.
+MIN_HEALTHY_BSCANS: int = 20
+#: Fewest healthy groups (patients / volumes) to fold by group (else by B-scan blocks).
+MIN_HEALTHY_GROUPS: int = 2
+#: Default scoring settings (chosen on a patient split of kermany/dev; docs/results.md).
+DEFAULT_CHANNELS: tuple[str, ...] = ("intensity", "residual")
+#: Fusion weights: the residual adds little at image level and lights the bright RPE band in
+#: eyes unlike the healthy set, so it counts a quarter (docs/results.md, ablation).
+DEFAULT_WEIGHTS: tuple[float, ...] = (1.0, 0.25)
+DEFAULT_SMOOTH_SIGMA: float = 1.0
+DEFAULT_BSCAN_PERCENTILE: float = 99.5
+#: Healthy pixels kept per B-scan for fitting (a seeded subset beyond this).
+MAX_PIXELS_PER_BSCAN = 20_000
+#: Most healthy pixels kept for the pixel distribution.
+MAX_PIXELS = 4_000_000
+#: Out-of-fold folds.
+N_FOLDS = 10
 
 
-@dataclass(frozen=True)
-class Dist:
-    """A healthy score distribution: mean, std and quantile values at percentile ``levels``."""
+class Dist(BaseModel):
+    """A healthy distribution: mean, std and quantiles at :data:`LEVELS` (``sorted``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     mean: float
-    std: float
-    levels: np.ndarray
-    values: np.ndarray
+    std: float = Field(gt=0)
+    sorted: list[float] = Field(min_length=2)
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    @field_validator("sorted")
+    @classmethod
+    def _monotone(cls, v: list[float]) -> list[float]:
+        a = np.asarray(v, dtype=np.float64)
+        if not np.isfinite(a).all():
+            raise ValueError("quantiles must be finite numbers")
+        if (np.diff(a) < 0).any():
+            raise ValueError("quantiles must not decrease")
+        return v
 
     @classmethod
     def from_samples(cls, samples: np.ndarray) -> Dist:
-        """Summarise finite ``samples`` (at least one)."""
+        """Summarise finite ``samples`` (at least two distinct values)."""
         x = np.asarray(samples, dtype=np.float64).ravel()
         x = x[np.isfinite(x)]
-        if x.size == 0:
-            raise OctanomalyError("calibration needs at least one finite healthy value")
-        return cls(float(x.mean()), float(x.std()), LEVELS.copy(), np.percentile(x, LEVELS))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Dist:
-        """From :meth:`to_dict`, or the training summaries (``quantiles`` as ``{"99": v}``)."""
-        if "sorted" in d:
-            values = np.asarray(d["sorted"], dtype=np.float64)
-            levels = np.linspace(0.0, 100.0, len(values))
-        else:
-            q = {float(k): float(v) for k, v in d["quantiles"].items()}
-            levels = np.array(sorted(q))
-            values = np.array([q[k] for k in levels])
-        return cls(float(d["mean"]), float(d["std"]), levels, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (``sorted`` = quantiles at :data:`LEVELS`)."""
-        return {"mean": self.mean, "std": self.std, "sorted": [float(v) for v in self.values]}
-
-    def z(self, x: np.ndarray | float) -> np.ndarray:
-        """Calibrated score ``(x - mean) / std`` (float32 for arrays)."""
-        return ((np.asarray(x, dtype=np.float64) - self.mean) / max(self.std, _MIN_STD)).astype(
-            np.float32
+        if x.size < 2 or float(x.std()) <= 0:
+            raise OctanomalyError("calibration needs at least two different healthy values")
+        return cls(
+            mean=float(x.mean()), std=float(x.std()), sorted=np.percentile(x, LEVELS).tolist()
         )
 
+    def z(self, x: np.ndarray | float) -> np.ndarray:
+        """``(x - mean) / std`` (float32 for arrays)."""
+        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
     def percentile(self, p: float) -> float:
-        """The healthy ``p``-th percentile (interpolated; clamped to the stored range)."""
-        return float(np.interp(float(p), self.levels, self.values))
+        """The healthy ``p``-th percentile (interpolated)."""
+        return float(np.interp(float(p), np.linspace(0, 100, len(self.sorted)), self.sorted))
 
     def z_at(self, p: float) -> float:
-        """Calibrated score of the healthy ``p``-th percentile."""
+        """z-score of the healthy ``p``-th percentile."""
         return float(self.z(self.percentile(p)))
+
+
+class NormativeSettings(BaseModel):
+    """Where the normative arrays are and how they are binned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = NORMATIVE_FILE
+    height_um: tuple[float, float, float]
+    rel_depth: tuple[float, float, float]
+    smooth_bins: float = Field(ge=0)
+
+    @field_validator("height_um", "rel_depth")
+    @classmethod
+    def _bins(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        lo, hi, step = v
+        if not all(map(math.isfinite, v)) or step <= 0 or hi <= lo:
+            raise ValueError("bins must be (start, stop > start, step > 0)")
+        return v
+
+
+class CalibrationFile(BaseModel):
+    """``calibration.json``: scoring settings and healthy distributions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["octanomaly-calibration/2"]
+    model: str
+    patch_size: int = Field(ge=1)
+    stride: int = Field(ge=1)
+    smooth_sigma: float = Field(ge=0, le=16)
+    edge_px: int = Field(ge=0)
+    channels: list[str] = Field(min_length=1)
+    weights: list[float] = Field(min_length=1)
+    bscan_percentile: float = Field(gt=50, lt=100)
+    normative: NormativeSettings
+    pixel: Dist
+    bscan: Dist
+    n_bscans: int = Field(ge=MIN_HEALTHY_BSCANS)
+    n_groups: int = Field(ge=1)
+    sources: list[str] = Field(default_factory=list)
+
+    @field_validator("channels")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c not in ch.CHANNELS]
+        if bad or len(set(v)) != len(v):
+            raise ValueError(f"channels must be distinct names of {sorted(ch.CHANNELS)}")
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: list[float]) -> list[float]:
+        if not all(math.isfinite(w) and w >= 0 for w in v) or sum(v) <= 0:
+            raise ValueError("weights must be finite, >= 0 and not all 0")
+        return v
+
+    @model_validator(mode="after")
+    def _one_weight_per_channel(self) -> CalibrationFile:
+        if len(self.weights) != len(self.channels):
+            raise ValueError("one weight per channel")
+        return self
+
+    @property
+    def weight_of(self) -> dict[str, float]:
+        """Fusion weight per channel."""
+        return dict(zip(self.channels, self.weights, strict=True))
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """What scoring needs from ``calibration.json``.
+    """What scoring needs: settings, normative model and healthy distributions."""
 
-    Attributes:
-        kind: ``"maps"`` (measured on stitched healthy maps) or ``"patches"`` (fallback).
-        pixel: distribution of map pixels inside the retina (``source`` map).
-        bscan: distribution of B-scan scores (top-k mean of patch scores); with
-            ``kind == "patches"`` it is the patch-score distribution and B-scan scores are the
-            mean of the top-k calibrated patch scores.
-        patch: distribution of single patch scores (training calibration).
-        source: which stitched map the anomaly map is made of, ``"residual"`` or ``"score"``.
-        top_k, smooth_sigma, stride: map settings the ``maps`` section was measured with.
-    """
+    file: CalibrationFile
+    normative: NormativeModel
+    kind: str = "maps"
 
-    kind: str
-    pixel: Dist
-    bscan: Dist
-    patch: Dist | None
-    source: str = "residual"
-    top_k: int = 5
-    smooth_sigma: float = 2.0
-    stride: int | None = None
+    @property
+    def stride(self) -> int:
+        """Patch grid stride the healthy statistics were measured with."""
+        return self.file.stride
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any], where: str = "calibration.json") -> Calibration:
-        """Read a run's calibration dict; :class:`OctanomalyError` if it holds neither section."""
-        patch = None
-        if "score" in data and "sorted_scores" in data:
-            patch = Dist.from_dict({**data["score"], "sorted": data["sorted_scores"]})
-        maps = data.get("maps")
-        if maps:
-            src = maps.get("source", "residual")
-            return cls(
-                kind="maps",
-                pixel=Dist.from_dict(maps[src]),
-                bscan=Dist.from_dict(maps["bscan"]),
-                patch=patch,
-                source=src,
-                top_k=int(maps["top_k"]),
-                smooth_sigma=float(maps["smooth_sigma"]),
-                stride=maps.get("stride"),
-            )
-        if patch is None or "residual" not in data:
-            raise OctanomalyError(
-                f"{where}: no healthy calibration in the run folder (retrain, or run calibrate_run)"
-            )
-        return cls(kind="patches", pixel=Dist.from_dict(data["residual"]), bscan=patch, patch=patch)
+    @property
+    def smooth_sigma(self) -> float:
+        """Gaussian smoothing of the stitched residual and the intensity channel (px)."""
+        return self.file.smooth_sigma
 
-    def bscan_z(self, top_scores: list[np.ndarray]) -> np.ndarray:
-        """Calibrated B-scan scores from each B-scan's top-k raw patch scores (NaN when none)."""
-        out = np.full(len(top_scores), np.nan, dtype=np.float64)
-        for i, top in enumerate(top_scores):
-            if len(top) == 0:
-                continue
-            if self.kind == "maps":
-                out[i] = float(self.bscan.z(float(np.mean(top))))
-            else:
-                out[i] = float(np.mean(self.bscan.z(top)))
-        return out
+    @property
+    def top_k(self) -> int:
+        """Top patch scores kept per B-scan (reported, not used for B-scan scores)."""
+        return 5
+
+    def score(
+        self, image: np.ndarray, residual: np.ndarray, mask: np.ndarray, bm_row: int,
+        margin_px: int, axial_mm: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """``(fused z-map, scoring region, raw B-scan scores)`` of a preprocessed stack."""
+        f = self.file
+        maps = ch.channel_maps(image, residual, mask, tuple(f.channels), f.smooth_sigma)
+        bins = ch.position_bins(mask, bm_row, margin_px, axial_mm, self.normative.spec)
+        fused = ch.fuse(self.normative.z(maps, bins), f.weight_of)
+        region = ch.scoring_region(mask, f.edge_px)
+        return fused, region, ch.bscan_scores(fused, region, f.bscan_percentile)
+
+    def bscan_z(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated B-scan scores from raw ones (NaN stays NaN)."""
+        return self.file.bscan.z(np.asarray(raw, dtype=np.float64)).astype(np.float64)
 
     def thresholds(self, percentile: float) -> tuple[float, float]:
-        """``(pixel z threshold, B-scan z threshold)`` at the healthy ``percentile``."""
+        """``(pixel threshold on the fused map, B-scan z threshold)`` at healthy ``percentile``."""
         if not 0.0 < float(percentile) < 100.0:
             raise OctanomalyError(f"threshold must be a percentile in (0, 100), got {percentile}")
-        return self.pixel.z_at(percentile), self.bscan.z_at(percentile)
+        return self.file.pixel.percentile(percentile), self.file.bscan.z_at(percentile)
+
+    def check_stride(self, stride: int | None) -> int:
+        """The stride to score with: the calibrated one; another one is refused (one line)."""
+        if stride is None or int(stride) == self.file.stride:
+            return self.file.stride
+        raise OctanomalyError(
+            f"the run was calibrated at stride {self.file.stride}; --stride {stride} would "
+            "compare maps with healthy statistics of another stride. Calibrate for it: "
+            f"`octanomaly calibrate RUN HEALTHY... --stride {stride} --out NEW_RUN`"
+        )
+
+
+def load_calibration(run_dir: str | Path) -> Calibration:
+    """Read and validate a run's ``calibration.json`` and normative model (one-line errors)."""
+    run_dir = Path(run_dir)
+    path = run_dir / CALIBRATION_FILE
+    if not path.is_file():
+        raise InputError(
+            path,
+            "missing; the run is not calibrated on healthy data "
+            "(`octanomaly calibrate RUN HEALTHY... --out NEW_RUN`)",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InputError(path, f"not valid JSON ({err})") from None
+    if data == {}:
+        raise InputError(
+            path,
+            "the run is not calibrated on healthy data yet "
+            "(`octanomaly calibrate RUN HEALTHY... --out NEW_RUN`)",
+        )
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InputError(
+            path,
+            "not a current calibration (no or another format tag); "
+            "re-calibrate: `octanomaly calibrate RUN HEALTHY... --out NEW_RUN`",
+        )
+    try:
+        cf = CalibrationFile.model_validate(data)
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(str(p) for p in e["loc"]) or "file"
+        raise InputError(path, f"{where}: {e['msg']}") from None
+    nm = NormativeModel.load(
+        run_dir / cf.normative.file, {"channels": cf.channels, **cf.normative.model_dump()}
+    )
+    return Calibration(cf, nm)
 
 
 def volume_score(bscan_z: np.ndarray, k: int = VOLUME_TOP_K) -> float | None:
@@ -173,88 +304,196 @@ def clean_mask(anomaly: np.ndarray, threshold: float, min_size: int) -> np.ndarr
     return mask.astype(np.uint8)
 
 
-#: Most healthy map pixels kept per distribution (a seeded random subset beyond this).
-MAX_PIXELS = 4_000_000
+# ----------------------------------------------------------------------------- calibrating
+def flatten_row(pre: Any, depth: int) -> int:
+    """Row BM is flattened to in a preprocessed B-scan of ``depth`` rows."""
+    row = pre.flatten_row
+    return int(round(row * depth)) if row < 1 else int(row)
 
 
-def _healthy_stacks(healthy: Any, prep_cfg: Any) -> Any:
-    """Yield preprocessed ``(image, mask)`` stacks from a sampler or volumes/paths."""
-    if hasattr(healthy, "images") and hasattr(healthy, "masks"):  # data.healthy.PatchSampler
-        yield (
-            healthy.images.detach().cpu().numpy().astype(np.float32),
-            healthy.masks.detach().cpu().numpy().astype(bool),
-        )
-        return
-    from octanomaly.io import load_volume
-    from octanomaly.transforms.preprocess import preprocess_volume
+def _sources(healthy: Any) -> list[tuple[Any, str]]:
+    """``(path or volume, group)`` pairs from paths, volumes or a healthy sampler."""
+    from octanomaly.data.healthy import find_items, group_of
 
-    for item in healthy:
-        vol = item if hasattr(item, "data") else load_volume(item)
-        prep = preprocess_volume(vol, prep_cfg)
-        yield prep["image"], prep["mask"]
+    if hasattr(healthy, "sources") and hasattr(healthy, "images"):  # data.healthy.PatchSampler
+        paths = dict.fromkeys(Path(s.rsplit("#", 1)[0]) for s in healthy.sources)
+        return [(p, group_of(p) if p.suffix.lower() in (".jpeg", ".jpg", ".png") else str(p))
+                for p in paths]  # fmt: skip
+    if hasattr(healthy, "sample"):
+        raise OctanomalyError("the healthy sampler holds patches only, no B-scans to calibrate on")
+    out: list[tuple[Any, str]] = []
+    for i, item in enumerate(healthy):
+        if hasattr(item, "data"):
+            out.append((item, f"volume:{i}"))
+        else:
+            out += [(it.path, it.group) for it in find_items([item])]
+    return out
+
+
+def _is_bundled(run_dir: Path) -> bool:
+    import octanomaly
+
+    pkg = Path(octanomaly.__file__).resolve().parent
+    return pkg in run_dir.resolve().parents or run_dir.resolve() == pkg
 
 
 def calibrate_run(
     run_dir: str | Path,
     healthy: Any | Sequence[str | Path | OCTVolume],
     *,
+    out: str | Path | None = None,
     device: str = "auto",
     stride: int | None = None,
-    top_k: int = 5,
-    smooth_sigma: float = 2.0,
-    source: Literal["residual", "score"] = "residual",
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Measure healthy map and B-scan statistics through the map pipeline; store them.
+    """Fit the normative model and healthy distributions on ``healthy``; store them with a run.
 
-    ``healthy`` is held-out healthy data: the validation sampler of
-    :func:`octanomaly.data.healthy.load_healthy` (its cached preprocessed B-scans) or volumes /
-    paths (preprocessed with the run's config). Adds a ``maps`` section to the run's
-    ``calibration.json`` (rewritten atomically) and returns it.
+    ``healthy``: held-out healthy files/folders, volumes, or the validation sampler of
+    :func:`octanomaly.data.healthy.load_healthy`; at least :data:`MIN_HEALTHY_BSCANS` B-scans
+    with retina from :data:`MIN_HEALTHY_GROUPS` patients/volumes. With ``out`` a new run folder
+    (config + weights copied) gets the calibration and ``run_dir`` is left alone; the bundled
+    model is never modified. Returns the ``calibration.json`` content.
     """
     from octanomaly.devices import resolve_device
-    from octanomaly.runs import CALIBRATION_FILE, load_model, write_json
+    from octanomaly.io import load_volume
+    from octanomaly.io.atomic import atomic_dir
+    from octanomaly.runs import CONFIG_FILE, MODEL_FILE, load_model, write_json
     from octanomaly.scoring.stitching import score_stack
+    from octanomaly.transforms.preprocess import preprocess_volume
 
     run_dir = Path(run_dir)
-    model, cfg, raw = load_model(run_dir, resolve_device(device))
-    stride = int(stride or cfg.preprocessing.score_stride)
+    if out is None and _is_bundled(run_dir):
+        raise OctanomalyError(
+            f"{run_dir}: the bundled model is read-only; write a new run folder with --out NEW_RUN"
+        )
+    if out is not None:
+        out = Path(out)
+        if out.resolve() == run_dir.resolve():
+            out = None
+        elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise InputError(out, "exists and is not empty; choose a new folder for the run")
+    model, cfg, _ = load_model(run_dir, resolve_device(device))
+    pre = cfg.preprocessing
+    stride = int(stride or pre.score_stride)
+    if not 1 <= stride <= model.patch_size:
+        raise OctanomalyError(
+            f"stride must be 1..{model.patch_size} (the patch size) so every "
+            f"retina pixel is covered, got {stride}"
+        )
+    spec = BinSpec()
+    names = DEFAULT_CHANNELS
+    weights = dict(zip(names, DEFAULT_WEIGHTS, strict=True))
+    edge = model.patch_size // 2
     rng = np.random.default_rng(seed)
-    pixels: dict[str, list[np.ndarray]] = {"residual": [], "score": []}
-    bscan: list[float] = []
-    n_bscans = 0
+    records: list[tuple[str, dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
+    sources = _sources(healthy)
     bar = _progress(progress)
     with bar:
-        for image, mask in _healthy_stacks(healthy, cfg.preprocessing):
-            maps = score_stack(
-                model, image, mask, stride=stride, top_k=top_k, smooth_sigma=smooth_sigma,
-                batch_size=cfg.training.score_batch_size, amp=cfg.training.amp,
-                progress=bar.progress, description="calibrating on healthy B-scans",
-            )  # fmt: skip
-            for name in pixels:
-                pixels[name].append(getattr(maps, name)[mask])
-            bscan += [float(np.mean(t)) for t in maps.top_scores if len(t)]
-            n_bscans += image.shape[0]
-    if not bscan:
-        raise OctanomalyError(f"{run_dir}: healthy calibration data hold no retina patches")
-    section: dict[str, Any] = {
-        "source": source,
-        "stride": stride,
-        "top_k": int(top_k),
-        "smooth_sigma": float(smooth_sigma),
-        "n_bscans": n_bscans,
-        "n_bscan_scores": len(bscan),
-        "bscan": Dist.from_samples(np.asarray(bscan)).to_dict(),
-    }
-    for name, parts in pixels.items():
-        values = np.concatenate(parts)
-        if values.size > MAX_PIXELS:
-            values = rng.choice(values, MAX_PIXELS, replace=False)
-        section[name] = Dist.from_samples(values).to_dict()
-        section[name]["n"] = int(values.size)
-    write_json(run_dir / CALIBRATION_FILE, {**raw, "maps": section})
-    return section
+        task = None
+        if bar.progress is not None:
+            task = bar.progress.add_task("calibrating on healthy data", total=len(sources))
+        for src, group in sources:
+            vol = src if hasattr(src, "data") else load_volume(src)
+            prep = preprocess_volume(vol, pre)
+            image, mask = prep["image"], prep["mask"]
+            if mask.any():
+                maps = score_stack(
+                    model,
+                    image,
+                    mask,
+                    stride=stride,
+                    smooth_sigma=DEFAULT_SMOOTH_SIGMA,
+                    batch_size=cfg.training.score_batch_size,
+                    amp=cfg.training.amp,
+                )
+                raw = ch.channel_maps(image, maps.residual, mask, names, DEFAULT_SMOOTH_SIGMA)
+                bm = flatten_row(pre, image.shape[1])
+                bins = ch.position_bins(mask, bm, pre.margin_px, prep["spacing"][1], spec)
+                region = ch.scoring_region(mask, edge)
+                for b in range(image.shape[0]):
+                    idx = np.flatnonzero(region[b])
+                    if idx.size < 100:
+                        continue
+                    if idx.size > MAX_PIXELS_PER_BSCAN:
+                        idx = np.sort(rng.choice(idx, MAX_PIXELS_PER_BSCAN, replace=False))
+                    vals = {k: v[b].ravel()[idx] for k, v in raw.items()}
+                    records.append((group, vals, bins[b].ravel()[idx], np.array(idx.size)))
+            if task is not None:
+                bar.progress.advance(task)
+    groups = sorted({r[0] for r in records})
+    if len(records) < MIN_HEALTHY_BSCANS:
+        raise OctanomalyError(
+            f"calibration needs at least {MIN_HEALTHY_BSCANS} healthy B-scans with retina "
+            f"(better: 100+ from 20+ patients); got {len(records)} from {len(groups)} "
+            "patient(s)/volume(s)"
+        )
+    if len(groups) >= MIN_HEALTHY_GROUPS:  # out of fold by patient / volume
+        fold_of = {g: i % min(N_FOLDS, len(groups)) for i, g in enumerate(groups)}
+        folds = np.array([fold_of[r[0]] for r in records])
+    else:  # one volume: by blocks of neighbouring B-scans
+        folds = np.arange(len(records)) * N_FOLDS // len(records)
+    pixel_z, bscan_raw = [], []
+    for k in range(int(folds.max()) + 1):
+        fit = [r for r, f in zip(records, folds, strict=True) if f != k]
+        nm_k = _fit(fit, names, spec)
+        for r, f in zip(records, folds, strict=True):
+            if f == k:
+                fz = ch.fuse(nm_k.z(r[1], r[2]), weights)
+                pixel_z.append(fz)
+                bscan_raw.append(float(np.percentile(fz, DEFAULT_BSCAN_PERCENTILE)))
+    pix = np.concatenate(pixel_z)
+    if pix.size > MAX_PIXELS:
+        pix = rng.choice(pix, MAX_PIXELS, replace=False)
+    normative = _fit(records, names, spec)
+    data = CalibrationFile(
+        format=FORMAT,
+        model=model.name,
+        patch_size=model.patch_size,
+        stride=stride,
+        smooth_sigma=DEFAULT_SMOOTH_SIGMA,
+        edge_px=edge,
+        channels=list(names),
+        weights=list(DEFAULT_WEIGHTS),
+        bscan_percentile=DEFAULT_BSCAN_PERCENTILE,
+        normative=NormativeSettings(
+            height_um=spec.height_um, rel_depth=spec.rel_depth, smooth_bins=spec.smooth_bins
+        ),
+        pixel=Dist.from_samples(pix),
+        bscan=Dist.from_samples(np.asarray(bscan_raw)),
+        n_bscans=len(records),
+        n_groups=len(groups),
+        sources=sorted({Path(str(s)).name for s, _ in sources if not hasattr(s, "data")})[:1000],
+    ).model_dump(mode="json")
+    if out is None:
+        normative.save(run_dir / NORMATIVE_FILE)
+        write_json(run_dir / CALIBRATION_FILE, data)
+    else:
+        with atomic_dir(out) as tmp:
+            for name in (CONFIG_FILE, MODEL_FILE):
+                shutil.copy2(run_dir / name, tmp / name)
+            normative.save(tmp / NORMATIVE_FILE)
+            write_json(tmp / CALIBRATION_FILE, data)
+    return data
+
+
+def _fit(records: list, names: tuple[str, ...], spec: BinSpec) -> NormativeModel:
+    samples = {k: np.concatenate([r[1][k] for r in records]) for k in names}
+    return NormativeModel.fit(samples, np.concatenate([r[2] for r in records]), spec)
+
+
+def calibrate_after_training(run_dir: Path, val_sampler: Any, device: str) -> bool:
+    """``train()``'s calibration on its held-out healthy B-scans; a warning when too few."""
+    try:
+        calibrate_run(run_dir, val_sampler, device=device, progress=False)
+    except OctanomalyError as exc:
+        warnings.warn(
+            f"{run_dir} is not calibrated: {exc}; calibrate it with "
+            "`octanomaly calibrate RUN HEALTHY... --out NEW_RUN`",
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 class _progress:

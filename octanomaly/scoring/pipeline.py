@@ -1,10 +1,11 @@
 """Score a volume: preprocess with the run's own config, score grid patches, stitch, calibrate,
 restore to the input geometry, threshold. :func:`map_volume` is the product's main call.
 
-The anomaly map is the calibrated (z-score vs healthy) stitched residual map, clipped at 0 and
-zero outside the retina. The threshold is a percentile of healthy (default 99): a pixel is
-anomalous above the healthy map's P-th percentile, a B-scan is flagged when its score (mean of
-its top-k patch scores, calibrated) exceeds the healthy B-scans' P-th percentile.
+The anomaly map is the fused z-map of the scoring channels against the run's normative model of
+healthy retina (position-aware: height above BM, relative depth), clipped at 0 and zero outside
+the scored retina. The threshold is a percentile of healthy (default 99): a pixel is anomalous
+above the healthy fused maps' P-th percentile, a B-scan is flagged when its score (a high
+percentile of its fused map, calibrated) exceeds the healthy B-scans' P-th percentile.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from octanomaly.config import RunConfig
 from octanomaly.errors import OctanomalyError
 from octanomaly.models import AnomalyModel
 from octanomaly.scoring.calibration import (
+    CALIBRATION_FILE,
     VOLUME_TOP_K,
     Calibration,
     _progress,
     clean_mask,
+    flatten_row,
+    load_calibration,
     volume_score,
 )
 from octanomaly.scoring.stitching import score_stack
@@ -75,24 +79,17 @@ def _run_id(weights: Path) -> str:
 def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     """Load a finished run folder; clear :class:`OctanomalyError` when it does not fit together."""
     from octanomaly.devices import resolve_device
-    from octanomaly.runs import CALIBRATION_FILE, MODEL_FILE, load_model
+    from octanomaly.runs import MODEL_FILE, load_model
 
     run_dir = Path(run_dir)
-    model, cfg, raw = load_model(run_dir, resolve_device(device))
-    where = str(run_dir / CALIBRATION_FILE)
-    if not raw:
-        raise OctanomalyError(f"{where}: missing; the run was not calibrated on healthy data")
-    if raw.get("model", model.name) != model.name or int(
-        raw.get("patch_size", model.patch_size)
-    ) != int(model.patch_size):
+    model, cfg, _ = load_model(run_dir, resolve_device(device))
+    calibration = load_calibration(run_dir)
+    f = calibration.file
+    if f.model != model.name or f.patch_size != int(model.patch_size):
         raise OctanomalyError(
-            f"{where}: made for {raw.get('model')} patch size {raw.get('patch_size')}, "
+            f"{run_dir / CALIBRATION_FILE}: made for {f.model} patch size {f.patch_size}, "
             f"but the run is {model.name} patch size {model.patch_size}"
         )
-    try:
-        calibration = Calibration.from_json(raw, where)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise OctanomalyError(f"{where}: unreadable calibration ({exc})") from None
     return LoadedRun(model, cfg, calibration, run_dir, _run_id(run_dir / MODEL_FILE))
 
 
@@ -158,40 +155,21 @@ def map_volume(
 ) -> MapResult:
     """Anomaly maps, mask and scores of ``volume`` with a run folder or :class:`LoadedRun`.
 
-    ``stride`` defaults to the run's ``preprocessing.score_stride``; ``threshold`` is a
+    ``stride`` must be the one the run was calibrated with (default); ``threshold`` is a
     percentile of healthy (default 99).
     """
     from octanomaly.transforms.preprocess import preprocess_volume, restore_map
 
     run = _as_run(model, device)
-    cal = run.calibration
     percentile, pix_thr, bscan_thr = _threshold(run, threshold)
-    pre = run.cfg.preprocessing
-    stride = int(stride or pre.score_stride)
-    if stride < 1:
-        raise OctanomalyError(f"stride must be a positive number of pixels, got {stride}")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    prep = preprocess_volume(volume, pre)
+    prep = preprocess_volume(volume, run.cfg.preprocessing)
     timings["preprocess"] = time.perf_counter() - t0
-    batch_size = batch_size or run.cfg.training.score_batch_size
-    with _progress(progress) as bar:
-        maps = score_stack(
-            run.model, prep["image"], prep["mask"], stride=stride, top_k=cal.top_k,
-            smooth_sigma=cal.smooth_sigma, batch_size=batch_size, amp=run.cfg.training.amp,
-            progress=bar.progress,
-        )  # fmt: skip
-    timings.update(maps.timings)
+    stride, maps, z, bscan_z = _score_prepped(run, prep, stride, batch_size, progress, timings)
 
     t0 = time.perf_counter()
-    inside = prep["mask"]
-    raw = maps.residual if cal.source == "residual" else maps.score
-    z = np.where(inside, np.maximum(cal.pixel.z(raw), 0.0), 0.0).astype(np.float32)
-    bscan_z = cal.bscan_z(maps.top_scores)
-    timings["calibrate"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    retina = restore_map(inside, prep).astype(bool)
+    retina = restore_map(prep["mask"], prep).astype(bool)
     anomaly = np.where(retina, np.maximum(restore_map(z, prep), 0.0), 0.0).astype(np.float32)
     residual = np.where(retina, restore_map(maps.residual, prep), 0.0).astype(np.float32)
     score_map = np.where(retina, restore_map(maps.score, prep), 0.0).astype(np.float32)
@@ -234,10 +212,44 @@ def score_bscans(
 
     run = _as_run(model, device)
     prep = preprocess_volume(volume, run.cfg.preprocessing)
-    maps = score_stack(
-        run.model, prep["image"], prep["mask"],
-        stride=int(stride or run.cfg.preprocessing.score_stride), top_k=run.calibration.top_k,
-        batch_size=batch_size or run.cfg.training.score_batch_size, amp=run.cfg.training.amp,
-        maps=False,
-    )  # fmt: skip
-    return run.calibration.bscan_z(maps.top_scores)
+    return _score_prepped(run, prep, stride, batch_size, False, {})[3]
+
+
+def _score_prepped(
+    run: LoadedRun,
+    prep: dict[str, Any],
+    stride: int | None,
+    batch_size: int | None,
+    progress: bool,
+    timings: dict[str, float],
+) -> tuple[int, Any, np.ndarray, np.ndarray]:
+    """``(stride, raw maps, fused z-map clipped at 0 in the scored region, B-scan z)``."""
+    cal = run.calibration
+    stride = cal.check_stride(stride)
+    pre = run.cfg.preprocessing
+    image, inside = prep["image"], prep["mask"]
+    with _progress(progress) as bar:
+        maps = score_stack(
+            run.model,
+            image,
+            inside,
+            stride=stride,
+            top_k=cal.top_k,
+            smooth_sigma=cal.smooth_sigma,
+            batch_size=batch_size or run.cfg.training.score_batch_size,
+            amp=run.cfg.training.amp,
+            progress=bar.progress,
+        )
+    timings.update(maps.timings)
+    t0 = time.perf_counter()
+    fused, region, raw = cal.score(
+        image,
+        maps.residual,
+        inside,
+        flatten_row(pre, image.shape[1]),
+        pre.margin_px,
+        prep["spacing"][1],
+    )
+    z = np.where(region, np.maximum(fused, 0.0), 0.0).astype(np.float32)
+    timings["normative"] = time.perf_counter() - t0
+    return stride, maps, z, cal.bscan_z(raw)
