@@ -230,3 +230,17 @@ def test_scoring_region_drops_lateral_edges():
     r = scoring_region(m, 8)
     cols = np.flatnonzero(r[0].any(axis=0))
     assert cols[0] == 13 and cols[-1] == 36 and r.sum() == 6 * 24
+
+
+def test_map_cli_refuses_an_uncalibrated_stride_in_one_line(tiny_run, tmp_path):
+    """Issue 12 item 6 at the command line: `--stride 100000` used to score 0 patches silently."""
+    from octanomaly.cli import app
+
+    vol = tmp_path / "v.nii.gz"
+    write_volume(make_phantom(2, n_bscans=2, depth=128, width=128).volume, vol)
+    args = ["map", str(vol), "--model", str(tiny_run), "--out", str(tmp_path / "o")]
+    r = CliRunner().invoke(app, [*args, "--stride", "100000"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "calibrated at stride 16" in r.stderr
+    assert not list((tmp_path / "o").glob("v_*")) if (tmp_path / "o").exists() else True
+    assert CliRunner().invoke(app, [*args, "--stride", "16"]).exit_code == 0
