@@ -59,12 +59,20 @@ class LoadedRun:
 
     @property
     def info(self) -> dict[str, Any]:
-        """``{name, version, run_id, calibration}`` for summaries."""
+        """``{name, version, run_id, calibration, scoring}`` for summaries."""
+        f = self.calibration.file
         return {
             "name": self.model.name,
             "version": octanomaly.__version__,
             "run_id": self.run_id,
             "calibration": self.calibration.kind,
+            "scoring": {
+                "normative_model": "position-aware (height above BM x relative depth)",
+                "channels": dict(zip(f.channels, f.weights, strict=True)),
+                "bscan_percentile": f.bscan_percentile,
+                "stride": f.stride,
+                "healthy_bscans": f.n_bscans,
+            },
         }
 
 
