@@ -119,7 +119,7 @@ def test_ctrl_c_then_resume_reaches_identical_weights(tmp_path):
     # a second interruption, in the encoder stage, then resume to the end
     interrupted = InterruptingSampler(layered_patches(64, P, 0), at=4)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, interrupted, val_s, tmp_path / "cut", "cpu", resume=True, progress=False)
+        train(cfg, interrupted, val_s, tmp_path / "cut", device="cpu", resume=True, progress=False)
     state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
     assert state == {"stage_index": 1, "step": 2, "global_step": 6}
     cut = train(cfg, train_s, val_s, tmp_path / "cut", device="cpu", resume=True, progress=False)

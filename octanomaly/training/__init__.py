@@ -12,8 +12,7 @@ helpers the loop calls.
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from octanomaly.config import RunConfig
 from octanomaly.training.callbacks import Callback, LoopState
@@ -26,19 +25,15 @@ def train(
     train_sampler: PatchSource,
     val_sampler: PatchSource,
     out_dir: str | Path,
-    device: str | torch.device = "auto",
-    resume: bool = False,
-    max_steps: int | None = None,
-    progress: bool = True,
+    **options: Any,
 ) -> Path:
     """Train ``cfg.model`` on ``train_sampler``, calibrate on ``val_sampler``; the run folder.
 
-    ``max_steps`` caps the steps of every stage (quick runs). ``resume`` continues from
-    ``out_dir/checkpoint``. Ctrl-C saves a checkpoint at the end of the current step.
+    ``options`` are :class:`Trainer`'s: ``device`` (``auto``), ``resume`` (continue from
+    ``out_dir/checkpoint``), ``max_steps`` (cap every stage, quick runs), ``progress``. Ctrl-C
+    saves a checkpoint at the end of the current step.
     """
-    return Trainer(
-        cfg, train_sampler, val_sampler, out_dir, device, resume, max_steps, progress
-    ).run()
+    return Trainer(cfg, train_sampler, val_sampler, out_dir, **options).run()
 
 
 __all__ = ["Callback", "LoopState", "PatchSource", "TensorSampler", "Trainer", "train"]
