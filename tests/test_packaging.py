@@ -76,3 +76,29 @@ def test_wheel_install_loads_the_shipped_configs(installed, tmp_path):
 def _json(value):
     """``value`` as it comes back from JSON (tuples are lists)."""
     return json.loads(json.dumps(value))
+
+
+def test_wheel_install_trains_fanogan_with_the_shipped_config(installed, tmp_path):
+    from octanomaly.data.phantom import make_phantom
+    from octanomaly.io.nifti import write_volume
+
+    data = tmp_path / "healthy"
+    data.mkdir()
+    for seed in (0, 1):
+        vol = make_phantom(seed, n_bscans=2, depth=128, width=128).volume
+        write_volume(vol, data / f"h{seed}.nii.gz")
+    out = tmp_path / "run"
+    args = ["train", str(data), "--model", "fanogan", "--max-steps", "2", "--batch-size", "2"]
+    env = {**os.environ, "PYTHONPATH": str(installed), "OMP_NUM_THREADS": "2"}
+    res = subprocess.run(
+        [sys.executable, "-m", "octanomaly", *args, "--out", str(out), "--device", "cpu"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    shipped = yaml.safe_load((ROOT / "octanomaly" / "configs" / "fanogan.yaml").read_text())
+    shipped["training"]["batch_size"] = 2  # the one value the command line overrides
+    for section, values in shipped.items():
+        for key, value in values.items():
+            assert saved[section][key] == _json(value), f"{section}.{key}"
+    assert (out / "model.safetensors").is_file()
