@@ -28,7 +28,7 @@ SKIP_SUFFIXES = frozenset({".xml", ".txt", ".md", ".json", ".csv", ".yaml", ".ym
 
 
 @dataclass(frozen=True)
-class Item:
+class HealthyFile:
     """One source: a file (or single-image volume) and its split group."""
 
     path: Path
@@ -42,11 +42,11 @@ def group_of(path: Path) -> str:
     return f"patient:{m.group(1)}" if m else str(path)
 
 
-def find_items(paths: Sequence[str | Path]) -> list[Item]:
+def find_items(paths: Sequence[str | Path]) -> list[HealthyFile]:
     """Files under ``paths`` (recursive), each with its split group; sorted, deterministic."""
     from octanomaly.io.images import image_kind
 
-    items: list[Item] = []
+    items: list[HealthyFile] = []
     for p in map(Path, paths):
         if not p.exists():
             raise InputError(p, "no such file or folder")
@@ -55,9 +55,9 @@ def find_items(paths: Sequence[str | Path]) -> list[Item]:
             if any(part.startswith(".") for part in f.relative_to(p.parent).parts):
                 continue
             if image_kind(f) is not None:
-                items.append(Item(f, group_of(f)))
+                items.append(HealthyFile(f, group_of(f)))
             elif f.suffix.lower() not in SKIP_SUFFIXES or f == p:
-                items.append(Item(f, str(f)))
+                items.append(HealthyFile(f, str(f)))
     if not items:
         raise InputError(Path(paths[0]) if paths else None, "no volumes or B-scan images found")
     return items

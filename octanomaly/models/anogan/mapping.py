@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from octanomaly.models.anogan.networks import Generator
-from octanomaly.models.dcgan import DCGANDiscriminator
+from octanomaly.models.dcgan import DCGANDecoder, DCGANDiscriminator
 
 
 @dataclass
@@ -34,7 +33,7 @@ class MappingResult:
 
 
 def _terms(
-    G: Generator,
+    G: DCGANDecoder,
     D: DCGANDiscriminator,
     x: Tensor,
     f_x: Tensor,
@@ -54,7 +53,7 @@ def _terms(
 
 
 def map_latent(
-    G: Generator,
+    G: DCGANDecoder,
     D: DCGANDiscriminator,
     x: Tensor,
     nz: int,

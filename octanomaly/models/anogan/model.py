@@ -16,9 +16,8 @@ from torch import Tensor
 
 from octanomaly.models.anogan import loss as L
 from octanomaly.models.anogan.mapping import MappingResult, map_latent
-from octanomaly.models.anogan.networks import Generator
 from octanomaly.models.base import ModelConfig, PatchScores
-from octanomaly.models.dcgan import DCGANConfig, DCGANPairModel
+from octanomaly.models.dcgan import DCGANConfig, DCGANDecoder, DCGANPairModel
 
 
 class MappingConfig(BaseModel):
@@ -52,7 +51,7 @@ class AnoGAN(DCGANPairModel):
     cfg: AnoGANConfig
 
     def __init__(self, cfg: AnoGANConfig):
-        super().__init__(cfg, Generator(cfg.size, cfg.nz, cfg.width))
+        super().__init__(cfg, DCGANDecoder(cfg.size, cfg.nz, cfg.width))
 
     def train_step(self, real: Tensor, stage: str, step: int) -> dict[str, Tensor]:
         if stage != "gan":
