@@ -146,7 +146,22 @@ def valid_positions(
     return np.stack([b, r * stride, c * stride], axis=1).astype(np.int64)
 
 
-class GridPatchesd(MapTransform):
+class _Patchesd(MapTransform):
+    """Dictionary form of a ``(img, mask) -> (patches, coords)`` array transform ``op``."""
+
+    op: Transform
+
+    def __init__(self, keys: str, mask_key: str, patches_key: str, coords_key: str) -> None:
+        MapTransform.__init__(self, keys)
+        self.mask_key, self.patches_key, self.coords_key = mask_key, patches_key, coords_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        d[self.patches_key], d[self.coords_key] = self.op(d[self.keys[0]], d[self.mask_key])
+        return d
+
+
+class GridPatchesd(_Patchesd):
     """Dictionary form of :class:`GridPatches`: adds ``patches`` and ``coords``."""
 
     def __init__(
@@ -158,17 +173,11 @@ class GridPatchesd(MapTransform):
         patches_key: str = "patches",
         coords_key: str = "coords",
     ) -> None:
-        super().__init__(keys)
+        super().__init__(keys, mask_key, patches_key, coords_key)
         self.op = GridPatches(patch_size, stride)
-        self.mask_key, self.patches_key, self.coords_key = mask_key, patches_key, coords_key
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        d[self.patches_key], d[self.coords_key] = self.op(d[self.keys[0]], d[self.mask_key])
-        return d
 
 
-class RandRetinaPatchesd(Randomizable, MapTransform):
+class RandRetinaPatchesd(Randomizable, _Patchesd):
     """Dictionary form of :class:`RandRetinaPatches`: adds ``patches`` and ``coords``."""
 
     def __init__(
@@ -182,9 +191,8 @@ class RandRetinaPatchesd(Randomizable, MapTransform):
         patches_key: str = "patches",
         coords_key: str = "coords",
     ) -> None:
-        MapTransform.__init__(self, keys)
+        _Patchesd.__init__(self, keys, mask_key, patches_key, coords_key)
         self.op = RandRetinaPatches(num_samples, patch_size, min_coverage, stride)
-        self.mask_key, self.patches_key, self.coords_key = mask_key, patches_key, coords_key
 
     def set_random_state(self, seed: int | None = None, state: Any = None) -> RandRetinaPatchesd:
         super().set_random_state(seed, state)
@@ -193,8 +201,3 @@ class RandRetinaPatchesd(Randomizable, MapTransform):
 
     def randomize(self, data: Any = None) -> None:  # the array transform draws
         pass
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        d[self.patches_key], d[self.coords_key] = self.op(d[self.keys[0]], d[self.mask_key])
-        return d
