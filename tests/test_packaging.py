@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from octanomaly.models import MODELS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,7 +44,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src), cwd=tmp)
     (wheel,) = (tmp / "dist").glob("octanomaly-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for model in ("fanogan", "anogan", "ganomaly"):
+    for model in MODELS:
         assert f"octanomaly/configs/{model}.yaml" in names
     assert "octanomaly/bundled/default/model.safetensors" in names
     site = tmp / "site"
@@ -55,7 +57,7 @@ def test_wheel_install_loads_the_shipped_configs(installed, tmp_path):
         "import json, octanomaly.config as c, octanomaly.scoring as s\n"
         "print(json.dumps({'module': c.__file__, 'bundled': str(s.default_model_dir()),\n"
         "    'configs': {m: c.load_config(model=m).model_dump(mode='json')\n"
-        "                for m in ('fanogan', 'anogan', 'ganomaly')}}))"
+        "                for m in c.MODELS}}))"
     )
     env = {**os.environ, "PYTHONPATH": str(installed)}
     res = subprocess.run(
