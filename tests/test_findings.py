@@ -154,3 +154,17 @@ def test_single_bscan_and_no_retina():
     assert g.fovea.method == "scan-centre"
     assert {r["band"] for r in g.regions} == {"unknown"}
     assert {r["reflectivity"] for r in g.regions} == {"unknown"}
+
+
+def test_model_without_discriminator_gives_empty_features(lesion_phantom):
+    from types import SimpleNamespace
+
+    from octanomaly.findings.cluster import cluster_regions
+    from octanomaly.findings.embed import region_features
+
+    ph = lesion_phantom
+    m = ph.lesion_mask
+    f = find_regions(m, m * 5.0, ph.volume, ph.ilm, ph.bm)
+    feats = region_features(SimpleNamespace(name="toy", patch_size=32), {}, f)
+    assert feats.shape == (len(f.regions), 0)
+    assert len(cluster_regions(f.regions, feats).labels) == len(f.regions)  # descriptors only

@@ -38,19 +38,20 @@ def _to_prep(b: np.ndarray, z: np.ndarray, c: np.ndarray, prep: dict[str, Any]):
     return b, np.clip(np.round(zp).astype(np.int64), 0, d2 - 1), cp
 
 
-def _feature_net(model: Any) -> torch.nn.Module:
-    net = getattr(getattr(model, "D", None), "features", None)
-    if net is None:
-        raise TypeError(f"model {getattr(model, 'name', model)!r} has no D.features to embed with")
-    return net
+def _feature_net(model: Any) -> Any:
+    """``model.D.features`` or None (a model without a discriminator, e.g. a plugin)."""
+    return getattr(getattr(model, "D", None), "features", None)
 
 
 def region_features(
     model: Any, prep: dict[str, Any], findings: VolumeFindings, batch_size: int = 256
 ) -> np.ndarray:
-    """``(n_regions, C)`` float32: the model's pooled features over each region's patches."""
+    """``(n_regions, C)`` float32: the model's pooled features over each region's patches;
+    ``(n_regions, 0)`` for a model without ``D.features`` (clustering then uses descriptors)."""
     regions = findings.regions
     net = _feature_net(model)
+    if net is None:
+        return np.zeros((len(regions), 0), np.float32)
     p = int(model.patch_size)
     image = prep["image"]
     _, d2, w2 = image.shape
