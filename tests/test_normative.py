@@ -171,10 +171,14 @@ def test_bundled_model_is_never_modified(tmp_path):
     before = {p.name: p.read_bytes() for p in bundled.iterdir() if p.is_file()}
     healthy = tmp_path / "h.nii.gz"
     write_volume(make_phantom(4, n_bscans=2, depth=128, width=128).volume, healthy)
-    with pytest.raises(OctanomalyError, match="bundled model is read-only"):
+    with pytest.raises(OctanomalyError, match="bundled model .* is read-only"):
         calibrate_run(bundled, [healthy], device="cpu", progress=False)
     r = CliRunner().invoke(app, ["calibrate", str(bundled), str(healthy)])
     assert r.exit_code == 2 and "read-only" in r.stderr and "--out" in r.stderr
+    for out in (bundled, bundled.parent / "new"):  # --out the bundled folder or inside the package
+        r = CliRunner().invoke(app, ["calibrate", str(bundled), str(healthy), "--out", str(out)])
+        assert r.exit_code == 2 and "read-only" in r.stderr
+    assert not (bundled.parent / "new").exists()
     after = {p.name: p.read_bytes() for p in bundled.iterdir() if p.is_file()}
     assert after == before
 

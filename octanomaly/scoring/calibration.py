@@ -363,15 +363,16 @@ def calibrate_run(
     from octanomaly.transforms.preprocess import preprocess_volume
 
     run_dir = Path(run_dir)
-    if out is None and _is_bundled(run_dir):
+    if out is not None and Path(out).resolve() == run_dir.resolve():
+        out = None
+    if _is_bundled(run_dir if out is None else Path(out)):
         raise OctanomalyError(
-            f"{run_dir}: the bundled model is read-only; write a new run folder with --out NEW_RUN"
+            f"{run_dir if out is None else out}: the bundled model (the installed package) is "
+            "read-only; write a new run folder with --out NEW_RUN outside it"
         )
     if out is not None:
         out = Path(out)
-        if out.resolve() == run_dir.resolve():
-            out = None
-        elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise InputError(out, "exists and is not empty; choose a new folder for the run")
     model, cfg, _ = load_model(run_dir, resolve_device(device))
     pre = cfg.preprocessing
