@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,3 +249,32 @@ def test_map_cli_refuses_an_uncalibrated_stride_in_one_line(tiny_run, tmp_path):
     assert "calibrated at stride 16" in r.stderr
     assert not list((tmp_path / "o").glob("v_*")) if (tmp_path / "o").exists() else True
     assert CliRunner().invoke(app, [*args, "--stride", "16"]).exit_code == 0
+
+
+def test_python_train_calibrates_through_the_one_path(tmp_path):
+    """`train()` (Python) calibrates its run exactly as `octanomaly calibrate` would."""
+    from octanomaly.config import load_config
+    from octanomaly.data.healthy import load_healthy
+    from octanomaly.training import train
+
+    for seed in (0, 1):
+        write_volume(
+            make_phantom(seed, n_bscans=20, depth=128, width=128).volume,
+            tmp_path / f"h{seed}.nii.gz",
+        )
+    cfg = load_config(model="ganomaly", overrides={
+        "model": {"width": 4, "nz": 8},
+        "preprocessing": {"patch_size": 32, "score_stride": 16},
+        "training": {"batch_size": 8, "steps": {"gan": 2}, "score_batch_size": 64},
+    })  # fmt: skip
+    train_s, val_s = load_healthy([tmp_path], cfg.preprocessing, val_fraction=0.5, seed=0)
+    run = train(cfg, train_s, val_s, tmp_path / "run", device="cpu", progress=False)
+    data = json.loads((run / "calibration.json").read_text())
+    assert data["format"] == "octanomaly-calibration/2" and data["n_bscans"] == 20
+    val_file = {s.rsplit("#", 1)[0] for s in val_s.sources}
+    assert len(val_file) == 1 and data["sources"] == [Path(val_file.pop()).name]
+    again = calibrate_run(
+        run, [tmp_path / data["sources"][0]], out=tmp_path / "cli", progress=False
+    )
+    assert again == data  # the same data through `calibrate` gives the same calibration
+    assert load_run(run, "cpu").calibration.file.n_bscans == 20
