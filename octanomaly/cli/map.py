@@ -139,8 +139,10 @@ def map_command(
     """Write calibrated anomaly maps (NIfTI), mask, en-face PNG, overlays and a JSON summary.
 
     Per input: STEM_volume.nii.gz, STEM_anomaly.nii.gz (z-score vs healthy), STEM_mask.nii.gz,
-    STEM_enface.png, STEM_bscans/ (flagged B-scans), STEM_summary.json, and STEM_anomaly_pm.dcm
-    for DICOM inputs with a Frame of Reference. A bad input is reported and the others still run.
+    STEM_enface.png (with thickness map and ETDRS grid), STEM_bscans/ (flagged B-scans),
+    STEM_regions.csv and STEM_regions.nii.gz (3-D regions), STEM_summary.json, and
+    STEM_anomaly_pm.dcm for DICOM inputs with a Frame of Reference. A bad input is reported
+    and the others still run.
     A volume's files appear together or not at all; existing files are replaced only if this
     input's earlier run wrote them (STEM_summary.json lists them with their hashes).
     """

@@ -156,7 +156,6 @@ def _json(obj: Any) -> Any:
 def _process(path: Path, name: str, out: Path, settings: Settings, row: dict) -> dict[str, Any]:
     from octanomaly.findings.embed import region_crops, region_features
     from octanomaly.findings.regions import find_regions
-    from octanomaly.findings.write import write_findings
     from octanomaly.io import load_volume
     from octanomaly.io.atomic import atomic_path
     from octanomaly.scoring import map_volume, write_outputs
@@ -169,10 +168,7 @@ def _process(path: Path, name: str, out: Path, settings: Settings, row: dict) ->
     prep = preprocess_volume(volume, run.cfg.preprocessing)
     findings = find_regions(result.mask, result.anomaly, volume, prep["ilm"], prep["bm"])
     vdir = out / "volumes" / name
-    protect = (volume.source_path,) if volume.source_path else ()
-    write_outputs(result, volume, vdir, name)
-    write_findings(findings, volume, vdir / f"{name}_regions.csv", vdir / f"{name}_regions.nii.gz",
-                   protect=protect)  # fmt: skip
+    write_outputs(result, volume, vdir, name, findings=findings)
     features = region_features(run.model, prep, findings)
     crops = region_crops(volume, findings)
     with atomic_path(vdir / f"{name}{FEATURES}") as tmp:

@@ -36,11 +36,14 @@ SUFFIXES: dict[str, str] = {
     "mask": "_mask.nii.gz",
     "enface": "_enface.png",
     "bscans": "_bscans",
+    "regions_csv": "_regions.csv",
+    "regions_labels": "_regions.nii.gz",
     "summary": "_summary.json",
     "parametric_map": "_anomaly_pm.dcm",
 }
-#: Summary keys holding the user's own file names (not searched for patient data).
-_OWN_NAMES = ("input", "outputs", "manifest")
+#: Summary keys not searched for patient data: the user's own file names, and the findings
+#: (numbers and a fixed vocabulary such as "inner retina" that a patient name could contain).
+_OWN_NAMES = ("input", "outputs", "manifest", "findings")
 #: How many alternative stems (``stem-2``, ``stem-3``, ...) :func:`choose_stem` tries.
 MAX_ALTERNATIVES = 99
 
@@ -230,8 +233,12 @@ def write_outputs(
     phi: bool = False,
     timings: dict[str, float] | None = None,
     inputs: Sequence[str | Path] = (),
+    findings: Any = None,
 ) -> dict[str, Path]:
     """Write every output of ``result`` for ``volume`` into ``out_dir`` as one set; their paths.
+
+    ``findings`` (:class:`octanomaly.findings.VolumeFindings`) are computed from ``result`` when
+    not given (regions CSV and label map, fovea, ETDRS grid on the en-face PNG and in the summary).
 
     The set appears whole or not at all, replacing only this input's earlier set (see the
     module docstring); :func:`check_outputs` runs first with ``inputs`` (every input of the
@@ -250,7 +257,9 @@ def write_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.octanomaly-", suffix=".tmp", dir=out_dir))
     try:
-        written = _write_set(result, volume, tmp, names, all_bscans, phi, timings, source, t_start)
+        written = _write_set(
+            result, volume, tmp, names, all_bscans, phi, timings, source, t_start, findings
+        )
         stale = [n for k, n in names.items() if k not in written and _existing(out_dir / n)]
         commit_entries(tmp, out_dir, [names[k] for k in written], remove=stale)
         created = []
@@ -272,8 +281,11 @@ def _write_set(
     timings: dict[str, float] | None,
     source: Path,
     t_start: float,
+    findings: Any = None,
 ) -> dict[str, Path]:
     """Write the files of one set into the empty folder ``tmp``; the summary (manifest) last."""
+    from octanomaly.findings import volume_findings
+    from octanomaly.findings.write import write_findings
     from octanomaly.io import nifti
     from octanomaly.io.atomic import write_text
     from octanomaly.io.manifest import empty_manifest, file_records, seal
@@ -294,10 +306,14 @@ def _write_set(
         result.anomaly, volume, paths["anomaly"], "octanomaly anomaly z-score"
     )
     written["mask"] = nifti.write_map(result.mask, volume, paths["mask"], "octanomaly mask")
+    if findings is None:
+        findings = volume_findings(result, volume)
+    written.update(write_findings(findings, volume, paths["regions_csv"], paths["regions_labels"]))
     vmax = max(float(result.anomaly.max(initial=0.0)), 2.0 * max(result.threshold, 0.5))
     written["enface"] = save_enface(
         volume.data, result.anomaly, volume.spacing, paths["enface"],
         threshold=result.threshold, flagged=result.flagged, vmax=vmax,
+        thickness=findings.thickness, fovea=findings.fovea.position, laterality=volume.laterality,
     )  # fmt: skip
     show = range(volume.n_bscans) if all_bscans else result.flagged
     if show:
@@ -339,6 +355,7 @@ def _write_set(
         "anomalous_volume_mm3": anomalous_volume_mm3(result.mask, volume.spacing),
         "stride": result.stride,
         "n_patches": result.n_patches,
+        "findings": findings.summary(),
         "timings_s": {k: round(float(v), 4) for k, v in all_timings.items()},
         "outputs": {k: p.name for k, p in written.items()},
         "manifest": empty_manifest(_generator(), source, files),
