@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from octanomaly.data.phantom import LESION_TYPES, make_phantom
 from octanomaly.findings import find_regions
-from octanomaly.findings.cluster import cluster_regions
+from octanomaly.findings.cluster import cluster_regions, max_k
 from octanomaly.findings.cohort import expand_inputs, run_cohort, volume_names
 from octanomaly.io.nifti import write_volume
 
@@ -152,6 +152,7 @@ def test_clusters_recover_phantom_lesion_types():
             truth.append(int(np.argmax([(ph.masks[k] & lab).sum() for k in LESION_TYPES])))
             regions.append(r)
     c = cluster_regions(regions)
+    assert max(c.silhouette) == max_k(len(regions)) == 7  # k tried up to sqrt(n / 2)
     assert c.k >= 3
     assert adjusted_rand_score(truth, c.labels) >= 0.8
     again = cluster_regions(regions)

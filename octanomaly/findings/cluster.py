@@ -4,7 +4,8 @@ Embedding of a region = its model features (see :mod:`octanomaly.findings.embed`
 to at most :data:`FEATURE_DIMS` dimensions, beside its shape, position and reflectivity
 descriptors (:data:`DESCRIPTORS`, sizes on a log scale); each column is standardised, and the
 feature block is scaled to carry the same total weight as the descriptor block. Regions are
-grouped by k-means for k = 2 .. :data:`MAX_K`; the k with the highest silhouette score is kept
+grouped by k-means for k = 2 .. min(:data:`MAX_K`, sqrt(n / 2)) (the usual rule of thumb, so a
+small cohort is not cut into clusters of three); the k with the highest silhouette score is kept
 (one group when there are fewer than 4 regions or no k reaches :data:`MIN_SILHOUETTE`).
 """
 
@@ -41,11 +42,16 @@ class Clustering:
         """JSON-ready: chosen k, criterion and the silhouette of every k tried."""
         return {
             "k": self.k,
-            "criterion": f"highest silhouette over k-means k=2..{MAX_K} "
+            "criterion": f"highest silhouette over k-means k=2..min({MAX_K}, sqrt(n/2)) "
             f"(one cluster if best < {MIN_SILHOUETTE})",
             "silhouette": {str(k): round(v, 4) for k, v in self.silhouette.items()},
             "sizes": np.bincount(self.labels, minlength=self.k).tolist(),
         }
+
+
+def max_k(n: int) -> int:
+    """Largest number of clusters tried for ``n`` regions: min(MAX_K, sqrt(n / 2)), at least 2."""
+    return int(min(MAX_K, n - 1, max(2, np.sqrt(n / 2))))
 
 
 def descriptor_matrix(regions: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -90,7 +96,7 @@ def cluster_regions(
     scores: dict[int, float] = {}
     fits: dict[int, np.ndarray] = {}
     sample = min(n, 5000)
-    for k in range(2, min(MAX_K, n - 1) + 1):
+    for k in range(2, max_k(n) + 1):
         lab = KMeans(k, n_init=10, random_state=SEED).fit_predict(emb)
         if len(np.unique(lab)) < 2:
             continue
