@@ -85,8 +85,16 @@ def write_report(
         _img(files["burden_map"]) if "burden_map" in files else "",
     ]
     line_cols = [
-        k for k in (summary["clusters"][0] if summary["clusters"] else {}) if k != "cluster"
-    ]
+        "n_regions",
+        "n_volumes",
+        "band",
+        "band_fraction",
+        "reflectivity",
+        "median_volume_mm3",
+        "median_height_above_bm_um",
+        "median_max_z",
+        "median_eccentricity_mm",
+    ]  # the full line of descriptors is in clusters.json
     for k, path in montages.items():
         line = summary["clusters"][k]
         parts += [f'<h2 id="cluster{k}">Cluster {k}</h2>', _table([line], line_cols), _img(path)]
