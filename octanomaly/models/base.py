@@ -46,11 +46,13 @@ class PatchScores:
         score: anomaly score per patch, shape ``(B,)``; larger is more anomalous.
         residual: per-pixel residual ``|x - reconstruction|``, shape ``(B, 1, P, P)``.
         parts: the terms the score is made of, each ``(B,)`` (e.g. ``residual_score``).
+        embedding: ``(B, dim)`` patch embeddings (models declaring ``embeds_patches``) or None.
     """
 
     score: Tensor
     residual: Tensor
     parts: dict[str, Tensor] = field(default_factory=dict)
+    embedding: Tensor | None = None
 
     def to(self, device: torch.device | str) -> PatchScores:
         """The same scores on ``device``."""
@@ -58,6 +60,7 @@ class PatchScores:
             self.score.to(device),
             self.residual.to(device),
             {k: v.to(device) for k, v in self.parts.items()},
+            None if self.embedding is None else self.embedding.to(device),
         )
 
 
@@ -72,6 +75,9 @@ class AnomalyModel(nn.Module):
     #: Scoring needs autograd (e.g. AnoGAN optimises latent codes): scored under ``no_grad``
     #: with gradients enabled where the model asks, never under ``inference_mode``.
     grad_scoring: ClassVar[bool] = False
+    #: :meth:`score` fills :attr:`PatchScores.embedding` (the model's own patch features), so
+    #: runs of the model get a feature-bank scoring channel (``scoring.feature_bank``).
+    embeds_patches: ClassVar[bool] = False
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

@@ -6,6 +6,9 @@ the ``train`` command alike. It maps held-out healthy B-scans through the same p
 
 - ``normative.safetensors``: per retina position (height above BM, relative depth BM->ILM),
   the robust healthy median and spread of each scoring channel (:mod:`.normative`);
+- ``feature_bank.safetensors`` (models with patch embeddings): a coreset of healthy patch
+  embeddings (:mod:`.feature_bank`); the healthy ``bank`` channel values the normative model is
+  fitted on are distances to a bank built *without* the B-scan's own fold (patients);
 - ``calibration.json``: settings (stride, smoothing, channels, B-scan percentile) and two
   healthy distributions measured *out of fold* (each healthy group scored against a normative
   model fitted without it): fused pixel z-scores and raw B-scan scores.
@@ -39,6 +42,7 @@ from pydantic import (
 
 from octanomaly.errors import InputError, OctanomalyError
 from octanomaly.scoring import channels as ch
+from octanomaly.scoring.feature_bank import FeatureBank, distance_map
 from octanomaly.scoring.normative import BinSpec, NormativeModel
 
 if TYPE_CHECKING:
@@ -52,15 +56,18 @@ VOLUME_TOP_K: int = 3
 FORMAT = "octanomaly-calibration/2"
 CALIBRATION_FILE = "calibration.json"
 NORMATIVE_FILE = "normative.safetensors"
+BANK_FILE = "feature_bank.safetensors"
 #: Fewest healthy B-scans (with retina) a calibration accepts.
 MIN_HEALTHY_BSCANS: int = 20
 #: Fewest healthy groups (patients / volumes) to fold by group (else by B-scan blocks).
 MIN_HEALTHY_GROUPS: int = 2
 #: Default scoring settings (chosen on a patient split of kermany/dev; docs/results.md).
-DEFAULT_CHANNELS: tuple[str, ...] = ("intensity", "residual")
+#: ``bank`` only for models that declare ``embeds_patches``.
+DEFAULT_CHANNELS: tuple[str, ...] = ("intensity", "residual", "bank")
 #: Fusion weights: the residual adds little at image level and lights the bright RPE band in
-#: eyes unlike the healthy set, so it counts a quarter (docs/results.md, ablation).
-DEFAULT_WEIGHTS: tuple[float, ...] = (1.0, 0.25)
+#: eyes unlike the healthy set, so it counts a quarter; the feature bank's weight was chosen on
+#: dev-A (docs/results.md, ablation).
+DEFAULT_WEIGHTS: tuple[float, ...] = (1.0, 0.25, 1.0)
 DEFAULT_SMOOTH_SIGMA: float = 1.0
 DEFAULT_BSCAN_PERCENTILE: float = 99.5
 #: Healthy pixels kept per B-scan for fitting (a seeded subset beyond this).
@@ -140,6 +147,17 @@ class NormativeSettings(BaseModel):
         return v
 
 
+class BankSettings(BaseModel):
+    """Where the feature bank is, its embedding dimension and size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = BANK_FILE
+    dim: int = Field(ge=1)
+    size: int = Field(ge=1)
+    n_healthy_patches: int = Field(ge=1)
+
+
 class CalibrationFile(BaseModel):
     """``calibration.json``: scoring settings and healthy distributions."""
 
@@ -155,6 +173,7 @@ class CalibrationFile(BaseModel):
     weights: list[float] = Field(min_length=1)
     bscan_percentile: float = Field(gt=50, lt=100)
     normative: NormativeSettings
+    feature_bank: BankSettings | None = None
     pixel: Dist
     bscan: Dist
     n_bscans: int = Field(ge=MIN_HEALTHY_BSCANS)
@@ -180,6 +199,8 @@ class CalibrationFile(BaseModel):
     def _one_weight_per_channel(self) -> CalibrationFile:
         if len(self.weights) != len(self.channels):
             raise ValueError("one weight per channel")
+        if ("bank" in self.channels) != (self.feature_bank is not None):
+            raise ValueError("the bank channel and the feature_bank settings go together")
         return self
 
     @property
@@ -195,6 +216,7 @@ class Calibration:
     file: CalibrationFile
     normative: NormativeModel
     kind: str = "maps"
+    bank: FeatureBank | None = None
 
     @property
     def stride(self) -> int:
@@ -211,13 +233,25 @@ class Calibration:
         """Top patch scores kept per B-scan (reported, not used for B-scan scores)."""
         return 5
 
+    def bank_map(self, maps: Any, patch_size: int) -> np.ndarray | None:
+        """Stitched feature-bank distance map of :class:`~.stitching.StackMaps` (None: no bank)."""
+        if self.bank is None:
+            return None
+        if maps.embedding is None:
+            raise OctanomalyError(
+                "the run is calibrated with a feature bank, but its model gives no patch embeddings"
+            )
+        return distance_map(
+            self.bank.distances(maps.embedding), maps.coords, maps.residual.shape, patch_size
+        )
+
     def score(
         self, image: np.ndarray, residual: np.ndarray, mask: np.ndarray, bm_row: int,
-        margin_px: int, axial_mm: float,
+        margin_px: int, axial_mm: float, bank: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """``(fused z-map, scoring region, raw B-scan scores)`` of a preprocessed stack."""
         f = self.file
-        maps = ch.channel_maps(image, residual, mask, tuple(f.channels), f.smooth_sigma)
+        maps = ch.channel_maps(image, residual, mask, tuple(f.channels), f.smooth_sigma, bank)
         bins = ch.position_bins(mask, bm_row, margin_px, axial_mm, self.normative.spec)
         fused = ch.fuse(self.normative.z(maps, bins), f.weight_of)
         region = ch.scoring_region(mask, f.edge_px)
@@ -279,7 +313,9 @@ def load_calibration(run_dir: str | Path) -> Calibration:
     nm = NormativeModel.load(
         run_dir / cf.normative.file, {"channels": cf.channels, **cf.normative.model_dump()}
     )
-    return Calibration(cf, nm)
+    fb = cf.feature_bank
+    bank = None if fb is None else FeatureBank.load(run_dir / fb.file, fb.dim)
+    return Calibration(cf, nm, bank=bank)
 
 
 def volume_score(bscan_z: np.ndarray, k: int = VOLUME_TOP_K) -> float | None:
@@ -383,11 +419,18 @@ def calibrate_run(
             f"retina pixel is covered, got {stride}"
         )
     spec = BinSpec()
-    names = DEFAULT_CHANNELS
-    weights = dict(zip(names, DEFAULT_WEIGHTS, strict=True))
+    weights = {
+        k: w
+        for k, w in zip(DEFAULT_CHANNELS, DEFAULT_WEIGHTS, strict=True)
+        if k != "bank" or model.embeds_patches
+    }
+    names = tuple(weights)
+    pixel_names = tuple(k for k in names if k != "bank")
     edge = model.patch_size // 2
     rng = np.random.default_rng(seed)
     records: list[tuple[str, dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
+    #: per record: its patches' embeddings, coordinates (B-scan 0), B-scan shape, region pixels
+    patches: list[tuple[np.ndarray, np.ndarray, tuple[int, int, int], np.ndarray]] = []
     sources = _sources(healthy)
     bar = _progress(progress)
     with bar:
@@ -408,7 +451,7 @@ def calibrate_run(
                     batch_size=cfg.training.score_batch_size,
                     amp=cfg.training.amp,
                 )
-                raw = ch.channel_maps(image, maps.residual, mask, names, DEFAULT_SMOOTH_SIGMA)
+                raw = ch.channel_maps(image, maps.residual, mask, pixel_names, DEFAULT_SMOOTH_SIGMA)
                 bm = flatten_row(pre, image.shape[1])
                 bins = ch.position_bins(mask, bm, pre.margin_px, prep["spacing"][1], spec)
                 region = ch.scoring_region(mask, edge)
@@ -420,6 +463,10 @@ def calibrate_run(
                         idx = np.sort(rng.choice(idx, MAX_PIXELS_PER_BSCAN, replace=False))
                     vals = {k: v[b].ravel()[idx] for k, v in raw.items()}
                     records.append((group, vals, bins[b].ravel()[idx], np.array(idx.size)))
+                    if "bank" in names:
+                        sel = maps.coords[:, 0] == b
+                        local = maps.coords[sel] * np.array([0, 1, 1])
+                        patches.append((maps.embedding[sel], local, (1, *image.shape[1:]), idx))
             if task is not None:
                 bar.progress.advance(task)
     groups = sorted({r[0] for r in records})
@@ -434,6 +481,18 @@ def calibrate_run(
         folds = np.array([fold_of[r[0]] for r in records])
     else:  # one volume: by blocks of neighbouring B-scans
         folds = np.arange(len(records)) * N_FOLDS // len(records)
+    bank = None
+    if "bank" in names:  # healthy distances out of fold: to a bank without the own patients
+        for k in range(int(folds.max()) + 1):
+            bank_k = FeatureBank.fit(
+                np.concatenate([e for (e, *_), f in zip(patches, folds, strict=True) if f != k]),
+                rng,
+            )
+            for r, (e, c, shape, idx), f in zip(records, patches, folds, strict=True):
+                if f == k:
+                    dmap = distance_map(bank_k.distances(e), c, shape, model.patch_size)
+                    r[1]["bank"] = dmap.ravel()[idx]
+        bank = FeatureBank.fit(np.concatenate([e for e, *_ in patches]), rng)
     pixel_z, bscan_raw = [], []
     for k in range(int(folds.max()) + 1):
         fit = [r for r, f in zip(records, folds, strict=True) if f != k]
@@ -455,10 +514,17 @@ def calibrate_run(
         smooth_sigma=DEFAULT_SMOOTH_SIGMA,
         edge_px=edge,
         channels=list(names),
-        weights=list(DEFAULT_WEIGHTS),
+        weights=list(weights.values()),
         bscan_percentile=DEFAULT_BSCAN_PERCENTILE,
         normative=NormativeSettings(
             height_um=spec.height_um, rel_depth=spec.rel_depth, smooth_bins=spec.smooth_bins
+        ),
+        feature_bank=None
+        if bank is None
+        else BankSettings(
+            dim=bank.dim,
+            size=len(bank.bank),
+            n_healthy_patches=sum(len(e) for e, *_ in patches),
         ),
         pixel=Dist.from_samples(pix),
         bscan=Dist.from_samples(np.asarray(bscan_raw)),
@@ -468,12 +534,16 @@ def calibrate_run(
     ).model_dump(mode="json")
     if out is None:
         normative.save(run_dir / NORMATIVE_FILE)
+        if bank is not None:
+            bank.save(run_dir / BANK_FILE)
         write_json(run_dir / CALIBRATION_FILE, data)
     else:
         with atomic_dir(out) as tmp:
             for name in (CONFIG_FILE, MODEL_FILE):
                 shutil.copy2(run_dir / name, tmp / name)
             normative.save(tmp / NORMATIVE_FILE)
+            if bank is not None:
+                bank.save(tmp / BANK_FILE)
             write_json(tmp / CALIBRATION_FILE, data)
     return data
 

@@ -4,6 +4,8 @@ A channel is a per-pixel map compared with the normative model of healthy retina
 (:mod:`octanomaly.scoring.normative`): ``intensity`` (the windowed image, lightly smoothed:
 healthy tissue has a consistent brightness at each height above BM, so fluid, elevated RPE or
 disrupted layers stand out both ways) and ``residual`` (the model's stitched ``|x - x_hat|``:
+only large is anomalous) and, for models with patch embeddings, ``bank`` (each patch's distance
+to the healthy feature bank, :mod:`octanomaly.scoring.feature_bank`, spread over its pixels:
 only large is anomalous). Their z-scores are fused into one map by :func:`fuse`.
 """
 
@@ -15,13 +17,18 @@ from scipy import ndimage
 from octanomaly.scoring.normative import BinSpec, bin_index, retina_coordinates
 
 #: Channels and whether a deviation counts both ways (``True``) or only upwards.
-CHANNELS: dict[str, bool] = {"intensity": True, "residual": False}
+CHANNELS: dict[str, bool] = {"intensity": True, "residual": False, "bank": False}
 
 
 def channel_maps(
-    image: np.ndarray, residual: np.ndarray, mask: np.ndarray, names: tuple[str, ...], sigma: float
+    image: np.ndarray,
+    residual: np.ndarray,
+    mask: np.ndarray,
+    names: tuple[str, ...],
+    sigma: float,
+    bank: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Raw channel maps ``(n, d, w)`` float32 (``residual`` is already stitched and smoothed).
+    """Raw channel maps ``(n, d, w)`` float32 (``residual`` / ``bank`` are already stitched).
 
     ``intensity`` is the smoothed image relative to each B-scan's own retina: minus its median,
     divided by its interquartile range inside ``mask`` (robust to the overall brightness and
@@ -40,6 +47,10 @@ def channel_maps(
             out[name] = x
         elif name == "residual":
             out[name] = np.asarray(residual, dtype=np.float32)
+        elif name == "bank":
+            if bank is None:
+                raise ValueError("the bank channel needs a feature bank and patch embeddings")
+            out[name] = np.asarray(bank, dtype=np.float32)
         else:
             raise ValueError(f"unknown scoring channel {name!r}")
     return out

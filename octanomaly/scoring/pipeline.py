@@ -68,6 +68,7 @@ class LoadedRun:
             "calibration": self.calibration.kind,
             "scoring": {
                 "normative_model": "position-aware (height above BM x relative depth)",
+                "feature_bank": None if f.feature_bank is None else f.feature_bank.size,
                 "channels": dict(zip(f.channels, f.weights, strict=True)),
                 "bscan_percentile": f.bscan_percentile,
                 "stride": f.stride,
@@ -250,6 +251,10 @@ def _score_prepped(
         )
     timings.update(maps.timings)
     t0 = time.perf_counter()
+    bank = cal.bank_map(maps, run.model.patch_size)
+    if bank is not None:
+        timings["feature_bank"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     fused, region, raw = cal.score(
         image,
         maps.residual,
@@ -257,6 +262,7 @@ def _score_prepped(
         flatten_row(pre, image.shape[1]),
         pre.margin_px,
         prep["spacing"][1],
+        bank,
     )
     z = np.where(region, np.maximum(fused, 0.0), 0.0).astype(np.float32)
     timings["normative"] = time.perf_counter() - t0

@@ -26,6 +26,8 @@ class StackMaps:
     """Raw maps of a preprocessed stack ``(n, d, w)`` and each B-scan's top patch scores.
 
     ``residual`` / ``score`` are ``None`` when maps were not asked for (B-scan scores only).
+    ``coords`` ``(N, 3)`` are the scored patches (B-scan, row, column of the top-left corner);
+    ``embedding`` ``(N, dim)`` their embeddings when the model declares ``embeds_patches``.
     """
 
     residual: np.ndarray | None
@@ -33,6 +35,8 @@ class StackMaps:
     top_scores: list[np.ndarray]
     n_patches: int
     timings: dict[str, float] = field(default_factory=dict)
+    coords: np.ndarray | None = None
+    embedding: np.ndarray | None = None
 
 
 def _chunks(bscan_of: np.ndarray, n: int, max_patches: int) -> list[tuple[int, int]]:
@@ -79,6 +83,8 @@ def score_stack(
     residual = np.zeros((n, d, w), dtype=np.float32) if maps else None
     score_map = np.zeros((n, d, w), dtype=np.float32) if maps else None
     top: list[np.ndarray] = [np.zeros(0)] * n
+    embedding = np.zeros((len(coords), 0), np.float32) if model.embeds_patches else None
+    done: list[np.ndarray] = []
     t_score = t_stitch = 0.0
     for b0, b1 in _chunks(coords[:, 0], n, chunk_patches):
         sel = coords[(coords[:, 0] >= b0) & (coords[:, 0] < b1)]
@@ -87,6 +93,8 @@ def score_stack(
         t0 = time.perf_counter()
         scored = score_patches(model, extract(padded, sel, p), batch_size, amp, on_batch)
         t1 = time.perf_counter()
+        if embedding is not None:
+            done.append(scored.embedding)
         for b in range(b0, b1):
             s = scored.score[sel[:, 0] == b]
             top[b] = np.sort(s)[::-1][:top_k]
@@ -101,10 +109,14 @@ def score_stack(
     if maps and smooth_sigma > 0:
         residual = ndimage.gaussian_filter(residual, sigma=(0, smooth_sigma, smooth_sigma))
     t_stitch += time.perf_counter() - t0
+    if embedding is not None and done:
+        embedding = np.concatenate(done)  # chunks are consecutive B-scan ranges: coords order
     return StackMaps(
         residual=residual,
         score=score_map,
         top_scores=top,
         n_patches=len(coords),
         timings={"score": t_score, "stitch": t_stitch},
+        coords=coords,
+        embedding=embedding,
     )

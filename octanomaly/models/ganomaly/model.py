@@ -32,6 +32,8 @@ class GANomaly(DCGANPairModel):
 
     name: ClassVar[str] = "ganomaly"
     config_cls: ClassVar[type[ModelConfig]] = GANomalyConfig
+    #: Patch embedding: the latent code ``z = G_E(x)`` of the first encoder.
+    embeds_patches: ClassVar[bool] = True
     cfg: GANomalyConfig
 
     def __init__(self, cfg: GANomalyConfig):
@@ -74,4 +76,5 @@ class GANomaly(DCGANPairModel):
                     "latent_score": latent,
                     "residual_score": residual.square().flatten(1).mean(1),
                 },
+                embedding=z.float(),
             )
