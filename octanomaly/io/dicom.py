@@ -751,21 +751,7 @@ def _read_file(path: Path) -> OCTVolume:
     rank = np.empty(n, dtype=int)
     rank[order] = np.arange(n)
     data = _read_pixels(path, ds, rank)
-    spacing, is_default, note = _spacing(path, frames, bscan, n)
-    meta, phi = _metadata(ds)
-    meta["frame_order_from"] = source
-    if note:
-        meta["spacing_note"] = note
-    return OCTVolume(
-        data=data,
-        spacing=spacing,
-        laterality=laterality(ds),
-        source_format=FORMAT,
-        source_path=path,
-        metadata=meta,
-        phi=phi,
-        spacing_is_default=is_default,
-    )
+    return _volume(path, data, ds, FORMAT, frames, bscan, source)
 
 
 def _read_folder(folder: Path) -> OCTVolume:
@@ -808,19 +794,33 @@ def _read_folder(folder: Path) -> OCTVolume:
         if i == 0:  # allocated once the first B-scan decoded at its header's size
             data = _allocate(folder, (len(files), *pixels.shape), pixels.dtype)
         data[rank[i]] = pixels
-    spacing, is_default, note = _spacing(folder, frames, bscan, len(files))
-    meta, phi = _metadata(headers[order[0]])
-    meta.pop("SOPInstanceUID", None)
-    meta["n_files"] = len(files)
+    vol = _volume(folder, data, headers[order[0]], "dicom-series", frames, bscan, source)
+    vol.metadata.pop("SOPInstanceUID", None)
+    vol.metadata["n_files"] = len(files)
+    return vol
+
+
+def _volume(
+    path: Path,
+    data: np.ndarray,
+    ds: Any,
+    source_format: str,
+    frames: list[_Frame],
+    bscan: float | None,
+    source: str,
+) -> OCTVolume:
+    """The ``OCTVolume`` of decoded ``data`` with ``ds``'s spacing, metadata and laterality."""
+    spacing, is_default, note = _spacing(path, frames, bscan, len(data))
+    meta, phi = _metadata(ds)
     meta["frame_order_from"] = source
     if note:
         meta["spacing_note"] = note
     return OCTVolume(
         data=data,
         spacing=spacing,
-        laterality=laterality(headers[0]),
-        source_format="dicom-series",
-        source_path=folder,
+        laterality=laterality(ds),
+        source_format=source_format,
+        source_path=path,
         metadata=meta,
         phi=phi,
         spacing_is_default=is_default,
