@@ -577,3 +577,20 @@ def test_positions_sheared_stack_and_contradicting_orientation(tmp_path: Path) -
     got = load_volume(tmp_path / "b2.dcm")
     np.testing.assert_array_equal(got.data, vol.data)
     assert got.spacing[0] == pytest.approx(np.hypot(0.05, SPACING[0]))
+
+
+def test_writer_patient_fields_are_the_reader_phi_keywords(tmp_path: Path) -> None:
+    """One PHI list: each keyword write_opt accepts is a reader PHI keyword, read back in phi."""
+    from octanomaly.io.dicom import PHI_KEYWORDS
+    from octanomaly.io.dicom_writer import PATIENT_KEYWORDS
+
+    assert set(PATIENT_KEYWORDS) <= set(PHI_KEYWORDS) and "PatientAddress" in PATIENT_KEYWORDS
+    values = {"PatientBirthDate": "19700101", "StudyDate": "20200102", "StudyTime": "101500"}
+    values |= {"PatientAge": "050Y", "PatientSex": "F"}
+    patient = {k: values.get(k, f"X{i}") for i, k in enumerate(PATIENT_KEYWORDS)}
+    vol = load_volume(write_opt(_volume(), tmp_path / "p.dcm", patient=patient))
+    for keyword, value in patient.items():
+        assert vol.phi.get(keyword) == value, keyword
+        assert keyword not in vol.metadata
+    with pytest.raises(ValueError, match="unknown patient field"):
+        write_opt(_volume(), tmp_path / "q.dcm", patient={"Foo": "bar"})

@@ -23,25 +23,17 @@ from typing import Any
 import numpy as np
 
 from octanomaly.io.atomic import atomic_path
+from octanomaly.io.dicom import PHI_KEYWORDS
 from octanomaly.volume import OCTVolume
 
 #: SOP Class UID of Ophthalmic Tomography Image Storage.
 OPT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.5.4"
 #: Transfer syntaxes ``write_opt`` accepts.
 TRANSFER_SYNTAXES: tuple[str, ...] = ("explicit-le", "jpeg2000-lossless", "jpeg-baseline")
-#: Patient module keywords ``patient=`` may set.
-PATIENT_KEYWORDS: tuple[str, ...] = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "PatientAge",
-    "OtherPatientIDs",
-    "AccessionNumber",
-    "StudyID",
-    "ReferringPhysicianName",
-    "InstitutionName",
-    "OperatorsName",
+#: Keywords ``patient=`` may set: the identifiers the reader keeps in ``phi``, less those the
+#: writer stamps itself (equipment and acquisition time).
+PATIENT_KEYWORDS: tuple[str, ...] = tuple(
+    k for k in PHI_KEYWORDS if k not in ("DeviceSerialNumber", "AcquisitionDateTime", "ContentDate")
 )
 ROW_DIRECTION = (1.0, 0.0, 0.0)  # along a row = lateral, patient left
 COLUMN_DIRECTION = (0.0, 1.0, 0.0)  # down a column = depth, posterior
