@@ -42,6 +42,11 @@ def nifti_affine(spacing: tuple[float, float, float]) -> np.ndarray:
     return np.diag([-lateral, -axial, bscan, 1.0])
 
 
+def eye(value: object) -> str | None:
+    """``"OD"`` or ``"OS"`` from a file's laterality (R/L/OD/OS, any case), else None."""
+    return {"R": "OD", "OD": "OD", "L": "OS", "OS": "OS"}.get(str(value or "").strip().upper())
+
+
 def check_spacing(spacing: tuple[float, ...], where: str | Path = "--spacing") -> None:
     """Raise :class:`InputError` unless ``spacing`` is 3 mm values within
     :data:`PLAUSIBLE_SPACING_MM`; the message names the axis and suggests ``--spacing``."""

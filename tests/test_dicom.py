@@ -594,3 +594,11 @@ def test_writer_patient_fields_are_the_reader_phi_keywords(tmp_path: Path) -> No
         assert keyword not in vol.metadata
     with pytest.raises(ValueError, match="unknown patient field"):
         write_opt(_volume(), tmp_path / "q.dcm", patient={"Foo": "bar"})
+
+
+def test_one_laterality_rule_for_every_reader() -> None:
+    """R/L (DICOM) and OD/OS (vendor files) in any case map to OD/OS; anything else is unknown."""
+    from octanomaly.volume import eye
+
+    assert [eye(v) for v in ("R", " od ", "l", "OS")] == ["OD", "OD", "OS", "OS"]
+    assert [eye(v) for v in (None, "", "B", "ODS", 3)] == [None] * 5

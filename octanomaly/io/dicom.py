@@ -21,7 +21,7 @@ import numpy as np
 
 from octanomaly.errors import InputError
 from octanomaly.io.images import natural_key
-from octanomaly.volume import DEFAULT_SPACING, OCTVolume, check_spacing
+from octanomaly.volume import DEFAULT_SPACING, OCTVolume, check_spacing, eye
 
 FORMAT = "dicom-opt"
 OPT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.5.4"
@@ -61,7 +61,6 @@ META_KEYWORDS: tuple[str, ...] = (
     "SeriesDescription",
     "BitsStored",
 )
-_LATERALITY = {"R": "OD", "L": "OS"}
 #: JPEG start-of-frame markers (baseline, extended, progressive, lossless, JPEG-LS) with the size.
 _SOF_MARKERS = frozenset(
     (*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xCD, 0xCE, 0xCF, 0xF7)
@@ -683,10 +682,7 @@ def laterality(ds: Any) -> str | None:
     per = ds.get("PerFrameFunctionalGroupsSequence") or []
     if per:
         values.append(_group_value(ds, per[0], "FrameAnatomySequence", "FrameLaterality"))
-    for value in values:
-        if value and str(value).upper() in _LATERALITY:
-            return _LATERALITY[str(value).upper()]
-    return None
+    return next((eye(v) for v in values if eye(v)), None)
 
 
 def _metadata(ds: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from octanomaly.errors import InputError
-from octanomaly.volume import DEFAULT_SPACING, OCTVolume
+from octanomaly.volume import DEFAULT_SPACING, OCTVolume, eye
 
 FORMAT = "images"
 
@@ -192,9 +192,7 @@ def _parse_heyex_xml(xml: Path, n_images: int) -> HeyexXml | None:
         except ValueError:
             return None
         bscans.append((start, scale))
-    laterality = {"R": "OD", "OD": "OD", "L": "OS", "OS": "OS"}.get(
-        (root.findtext(".//Laterality") or "").strip().upper()
-    )
+    laterality = eye(root.findtext(".//Laterality"))
     phi = {
         key: root.findtext(f".//Patient/{tag}").strip()
         for key, tag in (

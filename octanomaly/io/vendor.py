@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from octanomaly.errors import InputError
-from octanomaly.volume import DEFAULT_SPACING, OCTVolume
+from octanomaly.volume import DEFAULT_SPACING, OCTVolume, eye
 
 FORMAT = "vendor"
 INSTALL_HINT = "pip install 'octanomaly[vendor]'"
@@ -108,11 +108,6 @@ def _need(module: str, path: Path) -> Any:
         raise InputError(path, f"reading this file needs {module}: {INSTALL_HINT}") from exc
 
 
-def _laterality(value: object) -> str | None:
-    text = str(value or "").strip().upper()
-    return {"OD": "OD", "R": "OD", "OS": "OS", "L": "OS"}.get(text)
-
-
 def _spacing(
     bscan: float | None, axial: float | None, lateral: float | None, n_bscans: int
 ) -> tuple[tuple[float, float, float], bool, dict[str, str]]:
@@ -184,7 +179,7 @@ def _read_heyex_vol(path: Path) -> OCTVolume:
     return OCTVolume(
         data=data,
         spacing=spacing,
-        laterality=_laterality(parsed.scan_position),
+        laterality=eye(parsed.scan_position),
         source_format="heyex-vol",
         source_path=path,
         metadata=metadata,
@@ -252,7 +247,7 @@ def _read_heyex_mat(path: Path) -> OCTVolume:
     return OCTVolume(
         data=data,
         spacing=spacing,
-        laterality=_laterality(_mat_scalar(mat, "ScanPosition")),
+        laterality=eye(_mat_scalar(mat, "ScanPosition")),
         source_format="heyex-mat",
         source_path=path,
         metadata=metadata,
@@ -279,7 +274,7 @@ def _read_e2e(path: Path) -> OCTVolume:
     return OCTVolume(
         data=data,
         spacing=DEFAULT_SPACING,
-        laterality=_laterality(getattr(ev, "laterality", None)),
+        laterality=eye(getattr(ev, "laterality", None)),
         source_format="heyex-e2e",
         source_path=path,
         metadata=metadata,
@@ -314,7 +309,7 @@ def _from_oct_converter(path: Path, vol: Any, fmt: str, vendor: str) -> OCTVolum
     return OCTVolume(
         data=np.stack(slices),
         spacing=spacing,
-        laterality=_laterality(getattr(vol, "laterality", None)),
+        laterality=eye(getattr(vol, "laterality", None)),
         source_format=fmt,
         source_path=path,
         metadata={"vendor": vendor, **notes},
