@@ -556,7 +556,7 @@ def _fit(records: list, names: tuple[str, ...], spec: BinSpec) -> NormativeModel
 def calibrate_after_training(run_dir: Path, val_sampler: Any, device: str) -> bool:
     """``train()``'s calibration on its held-out healthy B-scans; a warning when too few."""
     try:
-        calibrate_run(run_dir, val_sampler, device=device, progress=False)
+        calibrate_run(run_dir, val_sampler, device=device)
     except OctanomalyError as exc:
         warnings.warn(
             f"{run_dir} is not calibrated: {exc}; calibrate it with "

@@ -105,19 +105,10 @@ class FeatureBank:
     @classmethod
     def load(cls, path: str | Path, dim: int) -> FeatureBank:
         """Read and validate ``path`` (safetensors, embeddings of ``dim``); one-line errors."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+        from octanomaly.scoring.normative import load_arrays
 
         path = Path(path)
-        try:
-            arrays = load_file(str(path))
-        except FileNotFoundError:
-            raise OctanomalyError(f"{path}: feature bank file missing") from None
-        except (SafetensorError, OSError, ValueError) as err:
-            raise OctanomalyError(f"{path}: unreadable feature bank ({err})") from None
-        missing = {"bank", "mean", "std"} - set(arrays)
-        if missing:
-            raise OctanomalyError(f"{path}: feature bank lacks {', '.join(sorted(missing))}")
+        arrays = load_arrays(path, "feature bank", ("bank", "mean", "std"))
         bank = cls(*(arrays[k].astype(np.float32) for k in ("bank", "mean", "std")))
         bank.validate(str(path), dim)
         return bank

@@ -30,6 +30,23 @@ MIN_BIN_COUNT = 50
 FLOOR_FRACTION = 0.25
 
 
+def load_arrays(path: Path, what: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays of a run's safetensors file ``path`` holding ``what``; one-line errors."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        arrays = load_file(str(path))
+    except FileNotFoundError:
+        raise OctanomalyError(f"{path}: {what} file missing") from None
+    except (SafetensorError, OSError, ValueError) as err:
+        raise OctanomalyError(f"{path}: unreadable {what} ({err})") from None
+    missing = set(keys) - set(arrays)
+    if missing:
+        raise OctanomalyError(f"{path}: {what} lacks {', '.join(sorted(missing))}")
+    return arrays
+
+
 @dataclass(frozen=True)
 class BinSpec:
     """Retina-coordinate bins: height above BM (µm) and relative depth BM (0) -> ILM (1)."""
@@ -225,19 +242,8 @@ class NormativeModel:
     @classmethod
     def load(cls, path: str | Path, meta: dict[str, Any]) -> NormativeModel:
         """Read ``path`` (safetensors) with its ``meta``; one-line :class:`OctanomalyError`."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
         path = Path(path)
-        try:
-            arrays = load_file(str(path))
-        except FileNotFoundError:
-            raise OctanomalyError(f"{path}: normative model file missing") from None
-        except (SafetensorError, OSError, ValueError) as err:
-            raise OctanomalyError(f"{path}: unreadable normative model ({err})") from None
-        missing = {"center", "scale", "counts"} - set(arrays)
-        if missing:
-            raise OctanomalyError(f"{path}: normative model lacks {', '.join(sorted(missing))}")
+        arrays = load_arrays(path, "normative model", ("center", "scale", "counts"))
         spec = BinSpec(
             tuple(meta["height_um"]), tuple(meta["rel_depth"]), float(meta["smooth_bins"])
         )
