@@ -24,3 +24,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def tree_hashes(folder):  # noqa: ANN001, ANN201 - test helper
+    """sha256 of every file under ``folder`` (hidden ones included), by relative path."""
+    import hashlib
+
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

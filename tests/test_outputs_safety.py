@@ -5,7 +5,6 @@ volume's set appears whole or not at all (failures and Ctrl-C roll back)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -22,17 +21,12 @@ from octanomaly.io.manifest import is_listed, read_manifest
 from octanomaly.io.nifti import write_volume
 from octanomaly.scoring import load_run, map_volume, write_outputs
 from octanomaly.scoring.outputs import check_outputs, choose_stem
+from tests._patches import tree_hashes
 
 runner = CliRunner()
 
 
-def _tree(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder`` (hidden ones included), by relative path."""
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+_tree = tree_hashes
 
 
 def _hidden(folder: Path) -> list[Path]:

@@ -3,7 +3,6 @@ the batch goes on, exit code 2, nothing is left of the bad ones and no existing 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -20,16 +19,12 @@ from octanomaly.errors import InputError
 from octanomaly.io import load_volume
 from octanomaly.io.nifti import to_nifti_image, write_volume
 from octanomaly.volume import DEFAULT_SPACING, OCTVolume, check_spacing
+from tests._patches import tree_hashes
 
 runner = CliRunner()
 
 
-def _tree(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+_tree = tree_hashes
 
 
 def _errors(res) -> list[str]:
