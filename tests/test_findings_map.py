@@ -42,3 +42,25 @@ def test_map_writes_regions_and_etdrs(tmp_path, tiny_run):
     again = CliRunner().invoke(app, ["map", str(src), "--model", str(tiny_run), "--device", "cpu",
                                      "--out", str(out), "--threshold", "90"])  # fmt: skip
     assert again.exit_code == 0, again.output
+
+
+def test_findings_use_the_layers_scoring_found(tiny_run, monkeypatch):
+    """The regions reuse the ILM/BM of the map's own preprocessing (no second detection),
+    and those are the lines a fresh detection gives."""
+    from octanomaly.findings import regions
+    from octanomaly.scoring import load_run, map_volume
+
+    ph = make_phantom(5, n_bscans=3, depth=128, width=128, lesions="drusen")
+    result = map_volume(ph.volume, load_run(tiny_run, "cpu"), device="cpu")
+    ilm, bm = regions.volume_layers(ph.volume)
+    np.testing.assert_array_equal(result.ilm, ilm)
+    np.testing.assert_array_equal(result.bm, bm)
+    expected = regions.find_regions(result.mask, result.anomaly, ph.volume, ilm, bm)
+
+    def no_second_detection(volume):  # noqa: ANN001, ANN202
+        raise AssertionError("layers detected a second time")
+
+    monkeypatch.setattr(regions, "volume_layers", no_second_detection)
+    got = regions.volume_findings(result, ph.volume)
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    assert got.fovea == expected.fovea

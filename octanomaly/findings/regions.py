@@ -228,6 +228,9 @@ def volume_layers(volume: OCTVolume) -> tuple[np.ndarray, np.ndarray]:
 
 
 def volume_findings(result: Any, volume: OCTVolume, layers: tuple | None = None) -> VolumeFindings:
-    """:func:`find_regions` for a ``MapResult``; ILM/BM are detected when ``layers`` is None."""
+    """:func:`find_regions` for a ``MapResult``; ILM/BM from ``layers``, else the ones its
+    scoring found, else detected here."""
+    if layers is None and getattr(result, "ilm", None) is not None:
+        layers = (result.ilm, result.bm)
     ilm, bm = layers if layers is not None else volume_layers(volume)
     return find_regions(result.mask, result.anomaly, volume, ilm, bm)

@@ -122,6 +122,7 @@ class MapResult:
         residual: float32 raw stitched residual map (mean ``|x - x_hat|``; smoothed).
         score_map: float32 raw stitched patch-score map.
         retina: bool retina mask the maps are restricted to.
+        ilm, bm: boundary rows ``(n, width)`` of the input grid the scoring found (NaN: none).
         bscan_scores: calibrated B-scan scores ``(n,)`` (NaN where a B-scan has no retina).
         volume_score: mean of the top :data:`VOLUME_TOP_K` B-scan scores.
         flagged: B-scans whose score exceeds ``bscan_threshold``.
@@ -143,6 +144,8 @@ class MapResult:
     n_patches: int
     model: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    ilm: np.ndarray | None = None
+    bm: np.ndarray | None = None
 
 
 def _threshold(run: LoadedRun, threshold: float | None) -> tuple[float, float, float]:
@@ -192,6 +195,8 @@ def map_volume(
         residual=residual,
         score_map=score_map,
         retina=retina,
+        ilm=prep["ilm"],
+        bm=prep["bm"],
         bscan_scores=bscan_z,
         volume_score=volume_score(bscan_z, VOLUME_TOP_K),
         flagged=flagged,
