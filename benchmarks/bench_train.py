@@ -2,6 +2,8 @@
 
     python benchmarks/bench_train.py --device cuda --model fanogan --width 64 --batch 64
     python benchmarks/bench_train.py --device cpu --threads 2 --widths 16 32 64 --steps 3
+    python benchmarks/bench_train.py --device cpu --models fanogan --patch 32 --widths 32 \
+        --set arch=dcgan gp_every=4
 
 Training counts real patches per second through ``train_step`` (for f-AnoGAN's GAN stage one
 step = one critic update, plus a generator update every ``n_critic`` steps). Scoring counts
@@ -17,6 +19,7 @@ import json
 import time
 
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from octanomaly.models import MODELS, build_model
@@ -59,13 +62,15 @@ def bench(
     steps: int,
     dev: torch.device,
     amp: bool,
+    overrides: dict | None = None,
 ) -> dict:
-    """Throughput of one model configuration."""
+    """Throughput of one model configuration (``overrides``: other model config fields)."""
     torch.manual_seed(0)
     cls = MODELS[name].config_cls
     sizes = {"width": width, "mapping": {"steps": 1, "early_stop": False}}  # where they apply
     sizes = {k: v for k, v in sizes.items() if k in cls.model_fields}
-    cfg = cls.model_validate({"name": name, "patch_size": patch, **sizes})
+    extra = {k: v for k, v in (overrides or {}).items() if k in cls.model_fields}
+    cfg = cls.model_validate({"name": name, "patch_size": patch, **sizes, **extra})
     model = build_model(cfg).to(dev)
     cl = dev.type == "cuda"
     if cl:
@@ -99,6 +104,7 @@ def bench(
         "model": name,
         "width": width,
         "patch": patch,
+        **extra,
         "device": str(dev),
         "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "train_patches_per_s": round(batch / t_train, 1),
@@ -124,7 +130,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     ap.add_argument("--no-amp", action="store_true")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model config fields, e.g. arch=dcgan gp_every=4 (where the model has them)",
+    )
     a = ap.parse_args()
+    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
     if a.threads:
         torch.set_num_threads(a.threads)
     dev = torch.device(
@@ -136,7 +150,9 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     for name in a.models:
         for w in a.widths:
-            r = bench(name, w, a.patch, a.batch, a.score_batch, a.steps, dev, not a.no_amp)
+            r = bench(
+                name, w, a.patch, a.batch, a.score_batch, a.steps, dev, not a.no_amp, overrides
+            )
             print(json.dumps(r), flush=True)
 
 

@@ -26,6 +26,7 @@ import octanomaly
 from octanomaly.errors import ConfigError
 from octanomaly.models.base import ModelConfig
 from octanomaly.models.registry import MODELS
+from octanomaly.transforms.augment import AugmentConfig
 from octanomaly.transforms.preprocess import PreprocessingConfig
 
 #: Folder of the shipped per-model defaults (package data, so wheels carry them).
@@ -70,6 +71,8 @@ class TrainingConfig(BaseModel):
     """bf16 autocast on CUDA (ignored on CPU)."""
     channels_last: bool = True
     """channels-last memory format on CUDA (ignored on CPU)."""
+    augment: AugmentConfig = AugmentConfig()
+    """Anatomy-preserving augmentation of the sampled patches (flips, intensity jitter)."""
 
 
 class RunConfig(BaseModel):

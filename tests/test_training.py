@@ -153,7 +153,7 @@ def test_config_errors_name_file_and_key(tmp_path):
     bad.write_text("model: {name: ganomaly}\ntraining: {batchsize: 3}\n")
     with pytest.raises(ConfigError, match=r"training\.batchsize"):
         load_config(bad)
-    bad.write_text("model: {name: anogan}\ntraining: {steps: {encoder: 5}}\n")
+    bad.write_text("model: {name: ganomaly}\ntraining: {steps: {encoder: 5}}\n")
     with pytest.raises(ConfigError, match=r"unknown stage 'encoder'"):
         load_config(bad)
     bad.write_text("model: {name: fanogan, patch_size: 32}\npreprocessing: {patch_size: 64}\n")

@@ -9,7 +9,7 @@ convolution to ``n_out`` channels; the decoder mirrors it with transposed convol
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -25,10 +25,23 @@ def _n_levels(patch_size: int) -> int:
     return n
 
 
+def _norm(kind: Literal["batch", "layer"], ch: int) -> nn.Module:
+    """BatchNorm, or layer norm over (C, H, W) with per-channel affine (a WGAN-GP critic must not
+    mix the samples of a batch, so it takes ``layer``)."""
+    return nn.BatchNorm2d(ch) if kind == "batch" else nn.GroupNorm(1, ch)
+
+
 class DCGANEncoder(nn.Module):
     """``(B, C, P, P) -> (B, n_out, 1, 1)``; :attr:`features` is everything but the last conv."""
 
-    def __init__(self, patch_size: int, n_out: int, width: int, in_channels: int = 1):
+    def __init__(
+        self,
+        patch_size: int,
+        n_out: int,
+        width: int,
+        in_channels: int = 1,
+        norm: Literal["batch", "layer"] = "batch",
+    ):
         super().__init__()
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, width, 4, 2, 1, bias=False),
@@ -38,7 +51,7 @@ class DCGANEncoder(nn.Module):
         for _ in range(_n_levels(patch_size) - 1):
             layers += [
                 nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(ch * 2),
+                _norm(norm, ch * 2),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             ch *= 2

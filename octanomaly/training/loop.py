@@ -25,6 +25,7 @@ from octanomaly.training.progress import ProgressBar
 from octanomaly.training.rng import RunRNG
 from octanomaly.training.samplers import PatchSource, source_device
 from octanomaly.training.visuals import LossPlot, SampleGrids
+from octanomaly.transforms.augment import augment
 
 
 class Trainer:
@@ -134,6 +135,7 @@ class Trainer:
     def _batch(self) -> torch.Tensor:
         dev = self.dist.device
         real = self.train_sampler.sample(self.cfg.training.batch_size, self.rng.data)
+        real = augment(real, self.cfg.training.augment, self.rng.data)
         real = real.to(dev, non_blocking=True)
         if dev.type == "cuda" and self.cfg.training.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)

@@ -67,14 +67,18 @@ def map_latent(
     rel_tol: float = 1e-3,
     check_every: int = 25,
     discrimination: Literal["feature", "reference"] = "feature",
+    z0: Tensor | None = None,
 ) -> MappingResult:
     """Optimise one latent code per patch of ``x`` ``(B, 1, P, P)`` with Adam; G, D frozen.
 
-    The caller puts G and D in eval mode. ``generator`` seeds the initial codes (row ``i`` of
-    ``randn(B, nz)``), so a run is reproducible.
+    The caller puts G and D in eval mode. The search starts at ``z0`` ``(B, nz)`` (a warm start,
+    e.g. an encoder's codes) or, without it, at random codes: ``generator`` seeds them (row ``i``
+    of ``randn(B, nz)``), so a run is reproducible.
     """
     b = x.shape[0]
-    z = torch.randn(b, nz, generator=generator, device=x.device).requires_grad_(True)
+    if z0 is None:
+        z0 = torch.randn(b, nz, generator=generator, device=x.device)
+    z = z0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     with torch.no_grad():
         _, f_x = D.logits_and_features(x)

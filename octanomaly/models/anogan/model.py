@@ -1,9 +1,12 @@
 """AnoGAN (Schlegl et al. 2017): a DCGAN on healthy patches, scored by latent mapping.
 
-Training is the standard minimax GAN (non-saturating generator loss, BCE with logits), one
-discriminator and one generator update per step. Scoring optimises ``z`` per patch
-(:mod:`octanomaly.models.anogan.mapping`): ``A(x) = (1-lam) R(x) + lam D(x)``, residual
-``|x - G(z)|``.
+Stage ``gan`` is the standard minimax GAN (non-saturating generator loss, BCE with logits), one
+discriminator and one generator update per step. Stage ``encoder`` trains an encoder ``E`` into
+the frozen generator's latent space (f-AnoGAN's ``izi_f``), only to *start* the search: scoring
+still optimises ``z`` per patch (:mod:`octanomaly.models.anogan.mapping`), the method's defining
+part, but from ``E(x)`` instead of a random code (``mapping.init: encoder``), so a few tens of
+steps replace 500. ``A(x) = (1-lam) R(x) + lam D(x)``, residual ``|x - G(z)|``; the patch
+embedding is the mapped ``z``.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from torch import Tensor
 
 from octanomaly.models.anogan import loss as L
 from octanomaly.models.anogan.mapping import MappingResult, map_latent
-from octanomaly.models.base import ModelConfig, PatchScores
-from octanomaly.models.dcgan import DCGANConfig, DCGANDecoder, DCGANPairModel
+from octanomaly.models.base import ModelConfig, PatchScores, dcgan_init
+from octanomaly.models.dcgan import DCGANConfig, DCGANDecoder, DCGANEncoder, DCGANPairModel
+from octanomaly.models.latent_encoder import EncoderMode, encoder_loss
 
 
 class MappingConfig(BaseModel):
@@ -33,6 +37,8 @@ class MappingConfig(BaseModel):
     rel_tol: float = Field(1e-3, ge=0)
     discrimination: Literal["feature", "reference"] = "feature"
     seed: int = 0
+    init: Literal["encoder", "random"] = "encoder"
+    """Start of the search: the trained encoder's ``E(x)`` (warm start) or a random code."""
 
 
 class AnoGANConfig(DCGANConfig):
@@ -40,20 +46,55 @@ class AnoGANConfig(DCGANConfig):
 
     name: Literal["anogan"] = "anogan"
     mapping: MappingConfig = MappingConfig()
+    encoder_mode: EncoderMode = "izi_f"
+    encoder_lr: float = Field(1e-4, gt=0)
+    kappa: float = Field(1.0, ge=0)
 
 
 class AnoGAN(DCGANPairModel):
-    """DCGAN generator ``G`` and discriminator ``D``."""
+    """DCGAN generator ``G``, discriminator ``D`` and the warm-start encoder ``E``."""
 
     name: ClassVar[str] = "anogan"
     config_cls: ClassVar[type[ModelConfig]] = AnoGANConfig
+    stages: ClassVar[tuple[str, ...]] = ("gan", "encoder")
+    trained_nets: ClassVar[dict[str, tuple[str, ...]]] = {"gan": ("G", "D"), "encoder": ("E",)}
     grad_scoring: ClassVar[bool] = True  # latent mapping backpropagates to z
+    #: Patch embedding: the latent code the mapping found.
+    embeds_patches: ClassVar[bool] = True
     cfg: AnoGANConfig
 
     def __init__(self, cfg: AnoGANConfig):
         super().__init__(cfg, DCGANDecoder(cfg.size, cfg.nz, cfg.width))
+        self.E = DCGANEncoder(cfg.size, cfg.nz, cfg.width)
+        self.E.apply(dcgan_init)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        super().configure_optimizers()
+        self.optimizers |= self.adam("E", lr=self.cfg.encoder_lr, betas=self.cfg.betas)
+        return self.optimizers
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The encoder's latent code ``(B, nz)`` of ``x`` (the mapping's starting point)."""
+        return self.E(x).flatten(1)
+
+    def _features(self, x: Tensor) -> Tensor:
+        return self.D.logits_and_features(x)[1].flatten(1)
 
     def train_step(self, real: Tensor, stage: str, step: int) -> dict[str, Tensor]:
+        if stage == "encoder":
+            c = self.cfg
+            with self.autocast():
+                loss, losses = encoder_loss(
+                    c.encoder_mode,
+                    real,
+                    self.G,
+                    lambda x: self.net("E")(x).flatten(1),
+                    self._features,
+                    lambda n: self.randn(n, c.nz),
+                    c.kappa,
+                )
+            self.update("E", loss)
+            return losses
         if stage != "gan":
             raise ValueError(f"unknown stage {stage!r}")
         with self.autocast():
@@ -82,11 +123,16 @@ class AnoGAN(DCGANPairModel):
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(m.seed)
         with self.evaluating():
+            z0 = None
+            if m.init == "encoder":
+                with torch.no_grad():
+                    z0 = self.encode(x).float()
             return map_latent(
                 self.G,
                 self.D,
                 x,
                 self.cfg.nz,
+                z0=z0,
                 steps=m.steps,
                 lam=m.lam,
                 lr=m.lr,
@@ -119,4 +165,5 @@ class AnoGAN(DCGANPairModel):
                 "residual_score": res.residual_loss,
                 "discrimination_score": res.discrimination_loss,
             },
+            embedding=res.z.float(),
         )

@@ -1,4 +1,4 @@
-"""f-AnoGAN losses: WGAN-GP critic and generator terms, encoder losses (izi_f, izi, ziz)."""
+"""f-AnoGAN losses: WGAN-GP critic and generator terms (encoder: ``models.latent_encoder``)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,3 @@ def critic_loss(d_real: Tensor, d_fake: Tensor, gp: Tensor, gp_weight: float) ->
 def generator_loss(d_fake: Tensor) -> Tensor:
     """WGAN generator loss ``-E[D(G(z))]``."""
     return -d_fake.float().mean()
-
-
-def per_sample_mse(a: Tensor, b: Tensor) -> Tensor:
-    """Mean squared difference per sample over all other dimensions, ``(B,)``."""
-    return (a.float() - b.float()).square().flatten(1).mean(dim=1)
-
-
-def izi_f_terms(x: Tensor, x_rec: Tensor, f_x: Tensor, f_rec: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-sample image and feature terms of ``izi_f``: ``MSE(x, G(E(x)))``, ``MSE(f(x), f(.))``."""
-    return per_sample_mse(x, x_rec), per_sample_mse(f_x, f_rec)

@@ -16,21 +16,27 @@ from torch import Tensor
 
 from octanomaly.models.base import AnomalyModel, ModelConfig, PatchScores
 from octanomaly.models.fanogan import loss as L
-from octanomaly.models.fanogan.networks import Critic, Encoder, Generator
+from octanomaly.models.fanogan.networks import Arch, build_networks
+from octanomaly.models.latent_encoder import EncoderMode, encoder_loss, izi_f_terms
 
 
 class FAnoGANConfig(ModelConfig):
     """f-AnoGAN settings (defaults from the paper and the official code, width for CPU use)."""
 
     name: Literal["fanogan"] = "fanogan"
+    arch: Arch = "residual"
+    """``residual`` (the official networks) or ``dcgan`` (DCGAN-size networks, for CPU)."""
     width: int = Field(16, ge=1, description="base channels (official 64)")
     nz: int = Field(128, ge=1)
     latent: Literal["uniform", "normal"] = "uniform"
     n_critic: int = Field(5, ge=1)
     gp_weight: float = Field(10.0, ge=0)
+    gp_every: int = Field(1, ge=1)
+    """Lazy gradient penalty: computed every ``gp_every``-th critic step, weighted by
+    ``gp_every`` (as StyleGAN2 does with R1), so the penalty per step is the same on average."""
     lr: float = Field(1e-4, gt=0)
     betas: tuple[float, float] = (0.0, 0.9)
-    encoder_mode: Literal["izi_f", "izi", "ziz"] = "izi_f"
+    encoder_mode: EncoderMode = "izi_f"
     encoder_lr: float = Field(5e-5, gt=0)
     kappa: float = Field(1.0, ge=0)
 
@@ -40,16 +46,15 @@ class FAnoGAN(AnomalyModel):
 
     name: ClassVar[str] = "fanogan"
     config_cls: ClassVar[type[ModelConfig]] = FAnoGANConfig
+    #: Patch embedding: the encoder's latent code ``z = E(x)``.
+    embeds_patches: ClassVar[bool] = True
     stages: ClassVar[tuple[str, ...]] = ("gan", "encoder")
     trained_nets: ClassVar[dict[str, tuple[str, ...]]] = {"gan": ("G", "D"), "encoder": ("E",)}
     cfg: FAnoGANConfig
 
     def __init__(self, cfg: FAnoGANConfig):
         super().__init__(cfg)
-        p = self.patch_size
-        self.G = Generator(p, cfg.nz, cfg.width)
-        self.D = Critic(p, cfg.width)
-        self.E = Encoder(p, cfg.nz, cfg.width)
+        self.G, self.D, self.E = build_networks(cfg.arch, self.patch_size, cfg.nz, cfg.width)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.cfg
@@ -74,19 +79,24 @@ class FAnoGAN(AnomalyModel):
 
     def _gan_step(self, real: Tensor, step: int) -> dict[str, Tensor]:
         b = real.shape[0]
+        lazy = self.cfg.gp_every
+        with_gp = step % lazy == 0
         with self.autocast():
             with torch.no_grad():
                 fake = self.G(self.prior(b))
-            eps = self.rand(b, 1, 1, 1)
-            interp = (eps * real + (1 - eps) * fake).requires_grad_(True)
-            out = self.net("D")(torch.cat([real, fake, interp]))
-            d_real, d_fake, d_interp = out.split(b)
-            gp = L.gradient_penalty(d_interp, interp)
-            loss_d = L.critic_loss(d_real, d_fake, gp, self.cfg.gp_weight)
+            batch = [real, fake]
+            if with_gp:
+                eps = self.rand(b, 1, 1, 1)
+                interp = (eps * real + (1 - eps) * fake).requires_grad_(True)
+                batch.append(interp)
+            out = self.net("D")(torch.cat(batch)).split(b)
+            d_real, d_fake = out[0], out[1]
+            gp = L.gradient_penalty(out[2], interp) if with_gp else real.new_zeros(())
+            loss_d = L.critic_loss(d_real, d_fake, gp, self.cfg.gp_weight * lazy)
         self.update("D", loss_d)
         losses = {
             "d": loss_d.detach(),
-            "gp": gp.detach(),
+            **({"gp": gp.detach()} if with_gp else {}),
             "wdist": (d_real.float().mean() - d_fake.float().mean()).detach(),
         }
         if step % self.cfg.n_critic == self.cfg.n_critic - 1:
@@ -105,22 +115,10 @@ class FAnoGAN(AnomalyModel):
         return losses
 
     def _encoder_loss(self, real: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        enc = self.net("E")
-        if self.cfg.encoder_mode == "ziz":
-            z = self.prior(real.shape[0])
-            with torch.no_grad():
-                fake = self.G(z)
-            loss = L.per_sample_mse(z, enc(fake)).mean()
-            return loss, {"enc": loss.detach()}
-        rec = self.G(enc(real))
-        if self.cfg.encoder_mode == "izi_f":
-            f = self.D.features(torch.cat([real, rec]))
-            img, feat = L.izi_f_terms(real, rec, *f.split(real.shape[0]))
-            img, feat = img.mean(), feat.mean()
-            loss = img + self.cfg.kappa * feat
-            return loss, {"enc": loss.detach(), "img": img.detach(), "feat": feat.detach()}
-        loss = L.per_sample_mse(real, rec).mean()
-        return loss, {"enc": loss.detach()}
+        c = self.cfg
+        return encoder_loss(
+            c.encoder_mode, real, self.G, self.net("E"), self.D.features, self.prior, c.kappa
+        )
 
     def reconstruct(self, x: Tensor) -> Tensor:
         with self.evaluating(), torch.no_grad():
@@ -132,11 +130,13 @@ class FAnoGAN(AnomalyModel):
 
     def score(self, x: Tensor) -> PatchScores:
         with self.evaluating(), torch.no_grad():
-            rec = self.G(self.E(x))
+            z = self.E(x)
+            rec = self.G(z)
             f_x, f_rec = self.D.features(torch.cat([x, rec])).split(x.shape[0])
-            img, feat = L.izi_f_terms(x, rec, f_x, f_rec)
+            img, feat = izi_f_terms(x, rec, f_x, f_rec)
             return PatchScores(
                 score=img + self.cfg.kappa * feat,
                 residual=(x.float() - rec.float()).abs(),
                 parts={"residual_score": img, "feature_score": feat},
+                embedding=z.float(),
             )

@@ -5,6 +5,10 @@ Generator: Linear -> ``8w x 4 x 4`` -> up-sampling residual blocks (BatchNorm) -
 per-channel affine, as the official ``LayerNorm``) -> flatten (``f``, 8192 features at width 64)
 -> linear. Encoder: the critic's stack with BatchNorm -> linear -> tanh. At 64x64 there are four
 resampling blocks; other power-of-two sizes use ``log2(P) - 2`` blocks.
+
+For CPU budgets :func:`build_networks` also offers DCGAN-size networks (``arch: dcgan``): the
+DCGAN decoder as generator, the DCGAN discriminator with layer norm as critic, a DCGAN encoder
+with tanh as encoder: the same method at a fraction of the cost per patch.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from octanomaly.models.base import dcgan_init
+from octanomaly.models.dcgan import DCGANDecoder, DCGANEncoder
 
 Norm = Literal["batch", "layer"]
 
@@ -132,3 +139,51 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.stack(x)).tanh()
+
+
+# ------------------------------------------------------------------ DCGAN-size networks (CPU)
+class DCGANCritic(nn.Module):
+    """A DCGAN discriminator with layer norm instead of BatchNorm (WGAN-GP), ``(B,)`` scores."""
+
+    def __init__(self, patch_size: int, width: int):
+        super().__init__()
+        self.net = DCGANEncoder(patch_size, 1, width, norm="layer")
+
+    def features(self, x: Tensor) -> Tensor:
+        """The flattened last feature map ``f(x)``, ``(B, 8w * 16)`` at 64x64."""
+        return self.net.features(x).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).flatten()
+
+
+class DCGANLatentEncoder(nn.Module):
+    """``(B, 1, P, P) -> z (B, nz)`` in [-1, 1]: a DCGAN encoder (BatchNorm), tanh."""
+
+    def __init__(self, patch_size: int, nz: int, width: int):
+        super().__init__()
+        self.net = DCGANEncoder(patch_size, nz, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).flatten(1).tanh()
+
+
+Arch = Literal["residual", "dcgan"]
+
+
+def build_networks(arch: Arch, patch_size: int, nz: int, width: int) -> tuple[nn.Module, ...]:
+    """Generator, critic and encoder: the official residual networks, or DCGAN-size ones."""
+    if arch == "residual":
+        return (
+            Generator(patch_size, nz, width),
+            Critic(patch_size, width),
+            Encoder(patch_size, nz, width),
+        )
+    nets = (
+        DCGANDecoder(patch_size, nz, width),
+        DCGANCritic(patch_size, width),
+        DCGANLatentEncoder(patch_size, nz, width),
+    )
+    for net in nets:
+        net.apply(dcgan_init)
+    return nets
