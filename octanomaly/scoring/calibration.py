@@ -554,8 +554,15 @@ def _fit(records: list, names: tuple[str, ...], spec: BinSpec) -> NormativeModel
 
 
 def calibrate_after_training(run_dir: Path, val_sampler: Any, device: str) -> bool:
-    """``train()``'s calibration on its held-out healthy B-scans; a warning when too few."""
+    """``train()``'s calibration on its held-out healthy B-scans; a warning when too few (told
+    before any scoring when the held-out sampler has fewer than :data:`MIN_HEALTHY_BSCANS`)."""
     try:
+        n = len(val_sampler) if hasattr(val_sampler, "__len__") else None
+        if n is not None and n < MIN_HEALTHY_BSCANS:
+            raise OctanomalyError(
+                f"calibration needs at least {MIN_HEALTHY_BSCANS} healthy B-scans with retina; "
+                f"the held-out split has {n}"
+            )
         calibrate_run(run_dir, val_sampler, device=device)
     except OctanomalyError as exc:
         warnings.warn(
