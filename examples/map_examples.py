@@ -26,7 +26,7 @@ def main(out_dir: Path) -> None:
     """Map every example and the phantom; print scores and output folders."""
     model_dir = default_model_dir()
     if model_dir is None:
-        sys.exit("no bundled default model installed (octanomaly/bundled/default/)")
+        sys.exit("no bundled default model installed (octanomaly/bundled/)")
     run = load_run(model_dir, device="auto")
     print(f"model: {run.model.name} (run {run.run_id}) from {model_dir}")
 

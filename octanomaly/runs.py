@@ -26,6 +26,23 @@ CONFIG_FILE = "config.yaml"
 CALIBRATION_FILE = "calibration.json"
 CHECKPOINT_DIR = "checkpoint"
 
+#: Trained models shipped inside the package, one run folder each (``bundled/<name>/``).
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+#: The bundled model used when no ``--model`` is given: the best on dev (docs/results.md).
+DEFAULT_BUNDLED = "ganomaly"
+
+
+def bundled_models() -> dict[str, Path]:
+    """The installed bundled models, ``{name: run folder}``, sorted by name."""
+    if not BUNDLED_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(BUNDLED_DIR.iterdir()) if (p / MODEL_FILE).is_file()}
+
+
+def bundled_model_dir(name: str | None = None) -> Path | None:
+    """The run folder of bundled model ``name`` (default: the default model) if installed."""
+    return bundled_models().get(name or DEFAULT_BUNDLED)
+
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}

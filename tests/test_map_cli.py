@@ -59,9 +59,7 @@ def test_batch_with_a_bad_input_keeps_going(tmp_path, tiny_run):
 
 
 def test_no_model_and_no_bundled_model(tmp_path, monkeypatch):
-    import octanomaly.scoring
-
-    monkeypatch.setattr(octanomaly.scoring, "default_model_dir", lambda: None)
+    monkeypatch.setattr("octanomaly.runs.BUNDLED_DIR", tmp_path / "no-bundled")
     src = _volume(tmp_path)
     res = runner.invoke(app, ["map", str(src)])
     assert res.exit_code == 2
@@ -74,7 +72,7 @@ def test_bad_model_folder_is_a_clear_error(tmp_path):
     (tmp_path / "run").mkdir()
     src = _volume(tmp_path)
     res = runner.invoke(app, ["map", str(src), "--model", str(tmp_path / "run")])
-    assert res.exit_code == 2 and "not a finished run" in res.stderr
+    assert res.exit_code == 2 and "not a run folder: model.safetensors" in res.stderr
 
 
 @pytest.mark.parametrize("frame_of_reference", [True, False])

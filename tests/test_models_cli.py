@@ -6,9 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from octanomaly.cli import app
+from octanomaly.errors import InputError
 from octanomaly.scoring import load_run
 
 runner = CliRunner()
@@ -82,7 +84,7 @@ def test_non_run_folder_is_one_line_error(tmp_path, tiny_run):
 
 
 def test_empty_runs_dir_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr("octanomaly.scoring.default_model_dir", lambda: None)
+    monkeypatch.setattr("octanomaly.runs.BUNDLED_DIR", tmp_path / "no-bundled")
     res = runner.invoke(app, ["models", "--runs-dir", str(tmp_path / "nothing")])
     assert res.exit_code == 0, res.output
     assert "no bundled model installed" in res.stdout and "no local runs" in res.stdout
@@ -90,19 +92,31 @@ def test_empty_runs_dir_says_so(tmp_path, monkeypatch):
     assert res.exit_code == 0 and json.loads(res.stdout) == []
 
 
-def test_bundled_model_listed_first_and_its_card(tmp_path, tiny_run, monkeypatch):
-    bundled = _copy(tiny_run, tmp_path / "bundled" / "default")
-    (bundled / "MODEL_CARD.md").write_text("# Bundled card\n", encoding="utf-8")
-    monkeypatch.setattr("octanomaly.scoring.default_model_dir", lambda: bundled)
+def test_bundled_models_listed_first_by_name_and_picked_by_name(tmp_path, tiny_run, monkeypatch):
+    from octanomaly.cli.models import resolve_model
+
+    root = tmp_path / "bundled"
+    for name in ("ganomaly", "fanogan"):
+        bundled = _copy(tiny_run, root / name)
+        (bundled / "MODEL_CARD.md").write_text(f"# {name} card\n", encoding="utf-8")
+    (root / "half-copied").mkdir()  # no weights: not a bundled model
+    monkeypatch.setattr("octanomaly.runs.BUNDLED_DIR", root)
+    monkeypatch.setattr("octanomaly.runs.DEFAULT_BUNDLED", "ganomaly")
     _copy(tiny_run, tmp_path / "runs" / "mine")
     res = runner.invoke(app, ["models", "--runs-dir", str(tmp_path / "runs"), "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert [(r["name"], r["bundled"], r["card"]) for r in rows] == [
-        ("default", True, True),
+        ("fanogan", True, True),
+        ("ganomaly (default)", True, True),
         ("mine", False, False),
     ]
-    card = runner.invoke(app, ["models", "--card", "default"])
-    assert card.exit_code == 0 and card.stdout == "# Bundled card\n"
+    for name, card in (("default", "ganomaly"), ("fanogan", "fanogan")):
+        res = runner.invoke(app, ["models", "--card", name])
+        assert res.exit_code == 0 and res.stdout == f"# {card} card\n"
+    assert resolve_model(None) == resolve_model("default") == root / "ganomaly"
+    assert resolve_model("fanogan") == root / "fanogan"
+    with pytest.raises(InputError, match="default, fanogan, ganomaly"):
+        resolve_model("anogan", tmp_path / "runs")
     table = runner.invoke(app, ["models", "--runs-dir", str(tmp_path / "runs")])
     assert "no bundled model" not in table.stdout and "default" in table.stdout

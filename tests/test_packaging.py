@@ -46,7 +46,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = set(zipfile.ZipFile(wheel).namelist())
     for model in MODELS:
         assert f"octanomaly/configs/{model}.yaml" in names
-    assert "octanomaly/bundled/default/model.safetensors" in names
+    assert "octanomaly/bundled/ganomaly/model.safetensors" in names
     site = tmp / "site"
     _pip("install", "--no-deps", "--no-index", "--target", str(site), str(wheel), cwd=tmp)
     return site

@@ -13,7 +13,10 @@ from octanomaly.cli.options import DeviceOption, StrideOption
 
 @command()
 def calibrate(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder of a trained model.")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(help="Run folder of a trained model, or a bundled model's name."),
+    ],
     healthy: Annotated[
         list[Path],
         typer.Argument(
@@ -33,8 +36,11 @@ def calibrate(
     stride: StrideOption = None,
 ) -> None:
     """Fit the normative model (healthy statistics per retina position) and the thresholds."""
+    from octanomaly.cli.models import resolve_model
     from octanomaly.scoring import calibrate_run
 
+    if not run_dir.is_dir():  # a bundled model's name
+        run_dir = resolve_model(run_dir)
     data = calibrate_run(run_dir, healthy, out=out, device=device, stride=stride)
     console.print(
         f"calibrated {out or run_dir} on {data['n_bscans']} healthy B-scans from "

@@ -49,7 +49,7 @@ def cohort(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from octanomaly.cli.app import EXIT_BAD_INPUT, err_console, fail
-    from octanomaly.cli.map import _resolve_model
+    from octanomaly.cli.models import resolve_model
     from octanomaly.findings.cohort import run_cohort
 
     if threshold is not None and not 0 < threshold < 100:
@@ -66,7 +66,7 @@ def cohort(
             bar.update(task, completed=done, total=total)
 
         result = run_cohort(
-            inputs, out, _resolve_model(model), stride=stride, threshold=threshold,
+            inputs, out, resolve_model(model), stride=stride, threshold=threshold,
             min_size=min_size, device=device, scheduler=scheduler, on_result=on_result,
         )  # fmt: skip
     n_ok = len(result.results)

@@ -97,6 +97,7 @@ def evaluate(
         TimeRemainingColumn,
     )
 
+    from octanomaly.cli.models import resolve_model
     from octanomaly.evaluation.dataset import discover
     from octanomaly.evaluation.runner import (
         RunScorer,
@@ -109,7 +110,7 @@ def evaluate(
     out = out if out is not None else default_out_dir(data)
     items = discover(data, normal_class)  # bad layout fails before the model loads
     check_out_dir(out, data)
-    scorer = RunScorer(model, device=device, percentile=threshold, stride=stride)
+    scorer = RunScorer(resolve_model(model), device=device, percentile=threshold, stride=stride)
 
     def warn(msg: str) -> None:
         err_console.print(f"octanomaly: warning: {msg}", markup=False, highlight=False)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from octanomaly.cli.app import command, console, err_console
+from octanomaly.cli.models import resolve_model
 from octanomaly.cli.options import (
     DeviceOption,
     ModelOption,
@@ -18,22 +19,6 @@ from octanomaly.cli.options import (
     StrideOption,
 )
 from octanomaly.errors import OctanomalyError
-
-NO_MODEL = (
-    "no model: pass --model RUN_DIR (a folder made by `octanomaly train HEALTHY... --out RUN_DIR`);"
-    " no bundled default model is installed"
-)
-
-
-def _resolve_model(model: Path | None) -> Path:
-    from octanomaly.scoring import default_model_dir
-
-    if model is not None:
-        return model
-    default = default_model_dir()
-    if default is None:
-        raise OctanomalyError(NO_MODEL)
-    return default
 
 
 def _plan(volumes: list[Path], out: Path | None) -> list[tuple[Path, Path, str]]:
@@ -159,7 +144,7 @@ def map_command(
         check_spacing(spacing)
     if out is not None:
         check_out_dir(out, volumes)
-    run = load_run(_resolve_model(model), device)
+    run = load_run(resolve_model(model), device)
     opts = dict(
         spacing=spacing, stride=stride, device=device, threshold=threshold, min_size=min_size,
         all_bscans=all_bscans, phi=phi,

@@ -1,4 +1,4 @@
-"""``octanomaly models``: the bundled default model and local run folders, with their cards."""
+"""``octanomaly models``: the bundled models and local run folders, with their cards."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ from octanomaly.errors import InputError, OctanomalyError
 CARD_FILE = "MODEL_CARD.md"
 #: Where local runs are looked for when no folder is named.
 RUNS_DIR = Path("runs")
-#: Names that stand for the bundled default model in ``--card``.
+#: Names that stand for the bundled default model.
 BUNDLED_NAMES = ("default", "bundled")
 NO_BUNDLED = "no bundled model installed"
+NO_MODEL = (
+    "no model: pass --model RUN_DIR (a folder made by `octanomaly train HEALTHY... --out RUN_DIR`);"
+    " no bundled default model is installed"
+)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -76,26 +80,32 @@ def describe(path: Path, name: str | None = None, bundled: bool = False) -> dict
     }
 
 
-def resolve_model(name_or_path: str, runs_dir: Path = RUNS_DIR) -> Path:
-    """A run folder from a path, ``default``/``bundled``, or a run's name under ``runs_dir``."""
-    from octanomaly.scoring import default_model_dir
+def resolve_model(name_or_path: str | Path | None, runs_dir: Path = RUNS_DIR) -> Path:
+    """The run folder ``--model`` names: a folder, a bundled model (``ganomaly``, ``fanogan``,
+    ``anogan``; ``default`` or nothing: the default one), or a run's name under ``runs_dir``."""
+    from octanomaly.runs import bundled_model_dir, bundled_models
 
+    if name_or_path is None or str(name_or_path) in BUNDLED_NAMES:
+        default = bundled_model_dir()
+        if default is None:
+            raise OctanomalyError(NO_MODEL)
+        return default
     path = Path(name_or_path)
     if path.is_dir():
         return check_run_dir(path)
-    if name_or_path in BUNDLED_NAMES:
-        bundled = default_model_dir()
-        if bundled is None:
-            raise InputError(None, NO_BUNDLED)
-        return bundled
-    matches = [p for p in find_runs(runs_dir) if name_or_path in (p.name, str(p))]
+    name = str(name_or_path)
+    bundled = bundled_models()
+    if name in bundled:
+        return bundled[name]
+    matches = [p for p in find_runs(runs_dir) if name in (p.name, str(p))]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise InputError(name_or_path, f"{len(matches)} runs under {runs_dir} have this name")
+        raise InputError(name, f"{len(matches)} runs under {runs_dir} have this name")
     raise InputError(
-        name_or_path,
-        f"no such model (not a folder, not 'default', no run of that name in {runs_dir})",
+        name,
+        "no such model (not a folder, not a bundled model "
+        f"({', '.join(['default', *bundled])}), no run of that name in {runs_dir})",
     )
 
 
@@ -145,14 +155,14 @@ def models(
         str | None,
         typer.Option(
             "--card",
-            help="Print the model card of NAME_OR_PATH ('default': bundled).",
+            help="Print the model card of NAME_OR_PATH (a bundled model's name, or 'default').",
             metavar="NAME_OR_PATH",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list on stdout.")] = False,
 ) -> None:
-    """List the bundled default model and local run folders, or print a model card."""
-    from octanomaly.scoring import default_model_dir
+    """List the bundled models and local run folders, or print a model card."""
+    from octanomaly.runs import DEFAULT_BUNDLED, bundled_models
 
     if card is not None:
         path = resolve_model(card, runs_dir)
@@ -161,8 +171,11 @@ def models(
         typer.echo((path / CARD_FILE).read_text(encoding="utf-8"), nl=False)
         return
     named = [check_run_dir(p) for p in runs or []]  # named folders must all be runs
-    bundled = default_model_dir()
-    rows = [describe(bundled, "default", bundled=True)] if bundled is not None else []
+    bundled = bundled_models()
+    rows = [
+        describe(path, name + (" (default)" if name == DEFAULT_BUNDLED else ""), bundled=True)
+        for name, path in bundled.items()
+    ]
     rows += [describe(p) for p in named]
     for path in [] if named else find_runs(runs_dir):
         try:
@@ -172,9 +185,9 @@ def models(
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
-    if bundled is None:
-        console.print(f"{NO_BUNDLED} (octanomaly/bundled/default/)", markup=False)
+    if not bundled:
+        console.print(f"{NO_BUNDLED} (octanomaly/bundled/)", markup=False)
     if rows:
         _print_table(rows)
-    if not named and len(rows) == (bundled is not None):
+    if not named and len(rows) == len(bundled):
         console.print(f"no local runs found under {runs_dir}", markup=False)

@@ -20,7 +20,11 @@ PhiOption = Annotated[
 ]
 ModelOption = Annotated[
     Path | None,
-    typer.Option("--model", help="Run folder of a trained model (default: the bundled one)."),
+    typer.Option(
+        "--model",
+        help="A run folder, or a bundled model: ganomaly (the default), fanogan, anogan "
+        "(`octanomaly models` lists them).",
+    ),
 ]
 DeviceOption = Annotated[
     str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")

@@ -42,9 +42,10 @@ DEFAULT_MIN_SIZE: int = 50
 
 
 def default_model_dir() -> Path | None:
-    """The bundled default model (``octanomaly/bundled/default/``) if it is installed."""
-    path = Path(octanomaly.__file__).resolve().parent / "bundled" / "default"
-    return path if (path / "model.safetensors").is_file() else None
+    """The bundled default model (``octanomaly/bundled/<DEFAULT_BUNDLED>/``) if installed."""
+    from octanomaly.runs import bundled_model_dir
+
+    return bundled_model_dir()
 
 
 @dataclass
