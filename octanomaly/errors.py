@@ -18,5 +18,14 @@ class InputError(OctanomalyError):
         super().__init__(f"{path}: {problem}" if path is not None else problem)
 
 
+class MissingSpacing(InputError):
+    """A file whose voxels were read but which carries no usable spacing; ``volume`` is the
+    :class:`~octanomaly.volume.OCTVolume` read as stored, for a caller that has a spacing."""
+
+    def __init__(self, path: str | Path, problem: str, volume: object):
+        super().__init__(path, problem)
+        self.volume = volume
+
+
 class ConfigError(OctanomalyError):
     """A configuration file or value that does not validate."""

@@ -47,6 +47,35 @@ def eye(value: object) -> str | None:
     return {"R": "OD", "OD": "OD", "L": "OS", "OS": "OS"}.get(str(value or "").strip().upper())
 
 
+#: What a reader found out about spacing: the ``(bscan, axial, lateral)`` mm it uses, whether
+#: defaults filled gaps, and notes for the volume's metadata (e.g. ``spacing_source``).
+FileSpacing = tuple[tuple[float, float, float], bool, dict[str, Any]]
+
+
+def file_volume(
+    path: str | Path,
+    source_format: str,
+    data: np.ndarray,
+    spacing: FileSpacing,
+    laterality: object,
+    metadata: dict[str, Any],
+    phi: dict[str, Any] | None = None,
+) -> OCTVolume:
+    """The :class:`OCTVolume` a reader returns: ``spacing``'s notes follow ``metadata``, the
+    file's laterality goes through :func:`eye` (the one laterality rule)."""
+    values, is_default, notes = spacing
+    return OCTVolume(
+        data=data,
+        spacing=values,
+        laterality=eye(laterality),
+        source_format=source_format,
+        source_path=Path(path),
+        metadata={**metadata, **notes},
+        phi=phi or {},
+        spacing_is_default=is_default,
+    )
+
+
 def check_spacing(spacing: tuple[float, ...], where: str | Path = "--spacing") -> None:
     """Raise :class:`InputError` unless ``spacing`` is 3 mm values within
     :data:`PLAUSIBLE_SPACING_MM`; the message names the axis and suggests ``--spacing``."""

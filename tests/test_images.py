@@ -10,7 +10,7 @@ import tifffile
 from PIL import Image
 
 from octanomaly.errors import InputError
-from octanomaly.io import images
+from octanomaly.io import images, load_volume
 from octanomaly.volume import DEFAULT_SPACING
 
 H, W = 12, 16
@@ -48,8 +48,9 @@ def test_natural_key_orders_numbers() -> None:
 
 def test_spacing_argument_is_used(tmp_path: Path) -> None:
     Image.fromarray(_frame(1)).save(tmp_path / "a.png")
-    vol = images.read(tmp_path, spacing=(0.05, 0.004, 0.01))
+    vol = load_volume(tmp_path, spacing=(0.05, 0.004, 0.01))
     assert vol.spacing == (0.05, 0.004, 0.01) and not vol.spacing_is_default
+    assert vol.metadata["spacing_source"] == "option"
 
 
 def test_gray_stored_as_rgb_and_rgba_collapses(tmp_path: Path) -> None:

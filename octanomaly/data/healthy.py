@@ -23,9 +23,6 @@ from octanomaly.errors import InputError
 from octanomaly.transforms.patches import valid_positions
 from octanomaly.transforms.preprocess import PreprocessingConfig, preprocess_volume
 
-#: Files never tried as volumes when walking folders.
-SKIP_SUFFIXES = frozenset({".xml", ".txt", ".md", ".json", ".csv", ".yaml", ".yml", ".npz", ""})
-
 
 @dataclass(frozen=True)
 class HealthyFile:
@@ -42,9 +39,17 @@ def group_of(path: Path) -> str:
     return f"patient:{m.group(1)}" if m else str(path)
 
 
-def find_items(paths: Sequence[str | Path]) -> list[HealthyFile]:
-    """Files under ``paths`` (recursive), each with its split group; sorted, deterministic."""
+def source_group(path: Path) -> str:
+    """Split group of a source file: a 2-D image's :func:`group_of`, else the file itself."""
     from octanomaly.io.images import image_kind
+
+    return group_of(path) if image_kind(path) is not None else str(path)
+
+
+def find_items(paths: Sequence[str | Path]) -> list[HealthyFile]:
+    """Files under ``paths`` (recursive; side files and hidden ones skipped, see
+    :func:`octanomaly.io.may_be_volume`), each with its split group; sorted, deterministic."""
+    from octanomaly.io import may_be_volume
 
     items: list[HealthyFile] = []
     for p in map(Path, paths):
@@ -54,10 +59,8 @@ def find_items(paths: Sequence[str | Path]) -> list[HealthyFile]:
         for f in files:
             if any(part.startswith(".") for part in f.relative_to(p.parent).parts):
                 continue
-            if image_kind(f) is not None:
-                items.append(HealthyFile(f, group_of(f)))
-            elif f.suffix.lower() not in SKIP_SUFFIXES or f == p:
-                items.append(HealthyFile(f, str(f)))
+            if f == p or may_be_volume(f):
+                items.append(HealthyFile(f, source_group(f)))
     if not items:
         raise InputError(Path(paths[0]) if paths else None, "no volumes or B-scan images found")
     return items
@@ -145,9 +148,8 @@ def load_healthy(
     device: str | torch.device = "cpu",
 ) -> tuple[PatchSampler, PatchSampler]:
     """Read, preprocess and cache healthy data; split by group into (train, validation)."""
-    from rich.progress import Progress
-
     from octanomaly.io import load_volume
+    from octanomaly.progress import progress_bar
 
     items = find_items(paths)
     groups = sorted({it.group for it in items})
@@ -158,7 +160,7 @@ def load_healthy(
         n_val = min(max(n_val, 1), len(groups) - 1)
     val_groups = {groups[i] for i in order[:n_val]}
     split: dict[bool, tuple[list, list, list]] = {False: ([], [], []), True: ([], [], [])}
-    with Progress(transient=True) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("preprocessing healthy data", total=len(items))
         for it in items:
             try:

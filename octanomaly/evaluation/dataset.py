@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from octanomaly.errors import InputError
+from octanomaly.io import volume_stem
 from octanomaly.io.images import natural_key
 
-#: Suffixes removed to match a mask to its item (longest first).
-_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".dcm", ".npy")
+#: Mask files may also be NumPy arrays (no reader claims ``.npy``).
+MASK_ONLY_SUFFIX = ".npy"
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,12 @@ class Item:
 
 
 def stem(path: Path) -> str:
-    """The file name without its image/volume suffix (``a.nii.gz`` -> ``a``)."""
+    """The file name without its image/volume suffix (``a.nii.gz`` -> ``a``; the readers'
+    suffixes, :func:`octanomaly.io.volume_suffix`, and ``.npy`` for masks)."""
     name = path.name
-    low = name.lower()
-    for suffix in _SUFFIXES:
-        if low.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
+    if name.lower().endswith(MASK_ONLY_SUFFIX) and len(name) > len(MASK_ONLY_SUFFIX):
+        return name[: -len(MASK_ONLY_SUFFIX)]
+    return volume_stem(path)
 
 
 def _entries(folder: Path) -> list[Path]:

@@ -27,6 +27,7 @@ import numpy as np
 
 from octanomaly.errors import InputError, OctanomalyError
 from octanomaly.findings.regions import COLUMNS
+from octanomaly.io import may_be_volume
 
 #: ``volumes.csv`` columns (ETDRS burden columns ``burden_<sector>_mm3`` follow these).
 VOLUME_COLUMNS: tuple[str, ...] = (
@@ -41,7 +42,6 @@ BURDEN_SECTORS: tuple[str, ...] = (
 )  # fmt: skip
 MARKER = "_cohort.json"
 FEATURES = "_features.npz"
-_SKIP = frozenset({".xml", ".txt", ".md", ".json", ".csv", ".yaml", ".yml", ".npz", ".npy", ""})
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ class Settings:
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Volumes named by ``inputs``: a CSV file lists paths (column ``path``, or its first
     column; relative to the CSV); a folder's entries are volumes (files and sub-folders); a
-    glob pattern's matches are volumes; any other path is one volume. Sorted within each input,
+    glob pattern's matches are volumes (side files and hidden ones left out, as in a folder:
+    :func:`octanomaly.io.may_be_volume`); any other path is one volume. Sorted within each input,
     duplicates dropped, order kept."""
     out: list[Path] = []
     for item in map(str, inputs):
@@ -73,12 +74,13 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
         if p.is_file() and p.suffix.lower() == ".csv":
             out += _csv_paths(p)
         elif p.is_dir():
-            entries = sorted(e for e in p.iterdir() if not e.name.startswith("."))
-            out += [e for e in entries if e.is_dir() or e.suffix.lower() not in _SKIP]
+            out += sorted(e for e in p.iterdir() if may_be_volume(e))
         elif any(ch in item for ch in "*?["):
-            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
+            found = sorted(Path(m) for m in glob.glob(item, recursive=True))
+            matches = [m for m in found if may_be_volume(m)]
             if not matches:
-                raise InputError(item, "pattern matches no file or folder")
+                what = "only side files (.csv, .json, ...)" if found else "no file or folder"
+                raise InputError(item, f"pattern matches {what}")
             out += matches
         else:
             out.append(p)  # missing paths are reported per volume, like any bad volume

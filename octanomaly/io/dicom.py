@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 
 from octanomaly.errors import InputError
+from octanomaly.io import images
 from octanomaly.io.images import natural_key
-from octanomaly.volume import DEFAULT_SPACING, OCTVolume, check_spacing, eye
+from octanomaly.volume import DEFAULT_SPACING, FileSpacing, OCTVolume, eye, file_volume
 
 FORMAT = "dicom-opt"
+SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 OPT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.5.4"
 #: Keywords that identify a patient: kept in ``OCTVolume.phi`` only.
 PHI_KEYWORDS: tuple[str, ...] = (
@@ -65,7 +67,6 @@ META_KEYWORDS: tuple[str, ...] = (
 _SOF_MARKERS = frozenset(
     (*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xCD, 0xCE, 0xCF, 0xF7)
 )
-_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 _J2K_HINT = "pip install pylibjpeg pylibjpeg-openjpeg"
 _JPEG_HINT = "pip install pylibjpeg pylibjpeg-libjpeg"
 
@@ -112,7 +113,7 @@ def sniff(path: Path) -> bool:
     if not path.is_dir():
         return False
     files = _folder_files(path)
-    if any(p.suffix.lower() in _IMAGE_SUFFIXES for p in files):
+    if any(p.suffix.lower() in images.SUFFIXES for p in files):
         return False
     return any(_is_dicom_file(p) for p in files)
 
@@ -573,19 +574,17 @@ def frame_order(path: str | Path, ds: Any) -> np.ndarray:
 # --------------------------------------------------------------------------- pixels
 
 
-def _to_gray(path: Path, frame: np.ndarray, ds: Any) -> np.ndarray:
-    """A 2-D frame; colour frames only when they are gray (equal channels, up to YCbCr rounding)."""
+def _gray_frame(path: Path, frame: np.ndarray, ds: Any) -> np.ndarray:
+    """A 2-D frame; colour frames only when they are gray (equal channels, or at most 3 apart
+    after lossy YCbCr coding: :func:`~octanomaly.io.images.gray_channel`)."""
     if frame.ndim == 2:
         return frame
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
     lossy = photometric.startswith("YBR") or str(ds.get("LossyImageCompression", "")) == "01"
-    rgb = frame.astype(np.int32)
-    spread = max(np.abs(rgb[..., 0] - rgb[..., 1]).max(), np.abs(rgb[..., 1] - rgb[..., 2]).max())
-    if spread == 0:
-        return frame[..., 0]
-    if lossy and spread <= 3:
-        return np.rint(rgb.mean(axis=-1)).astype(frame.dtype)
-    raise InputError(path, "holds colour images; octanomaly needs gray-scale OCT B-scans")
+    gray = images.gray_channel(frame, tolerance=3 if lossy else 0)
+    if gray is None:
+        raise InputError(path, "holds colour images; octanomaly needs gray-scale OCT B-scans")
+    return gray
 
 
 def _decoded_frames(path: Path, ds: Any, n: int) -> Iterator[np.ndarray]:
@@ -605,7 +604,7 @@ def _decoded_frames(path: Path, ds: Any, n: int) -> Iterator[np.ndarray]:
             if count == n:
                 break
             count += 1
-            yield _to_gray(path, frame, ds)
+            yield _gray_frame(path, frame, ds)
     except InputError:
         raise
     except Exception as exc:
@@ -706,21 +705,13 @@ def _metadata(ds: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 # --------------------------------------------------------------------------- reading
 
 
-def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: object) -> OCTVolume:
+def read(path: Path) -> OCTVolume:
     """Read a DICOM OPT file or a folder of single-frame DICOM B-scans of one series."""
     path = Path(path)
-    volume = _read_folder(path) if path.is_dir() else _read_file(path)
-    if spacing is not None:
-        volume.spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
-        volume.spacing_is_default = False
-        return volume
-    check_spacing(volume.spacing, path)  # the one plausibility rule (volume.py)
-    return volume
+    return _read_folder(path) if path.is_dir() else _read_file(path)
 
 
-def _spacing(
-    where: Path, frames: list[_Frame], bscan: float | None, n: int
-) -> tuple[tuple[float, float, float], bool, str]:
+def _header_spacing(frames: list[_Frame], bscan: float | None, n: int) -> FileSpacing:
     """``(bscan, axial, lateral)`` mm, whether defaults filled gaps, and a note saying which."""
     pixel = next((f.pixel_spacing for f in frames if f.pixel_spacing), None)
     axial, lateral = pixel if pixel and min(pixel) > 0 else (None, None)
@@ -732,8 +723,8 @@ def _spacing(
         bscan = DEFAULT_SPACING[0]
         if n > 1:
             missing.append("B-scan spacing")
-    note = f"default spacing for missing {', '.join(missing)}" if missing else ""
-    return (float(bscan), float(axial), float(lateral)), bool(missing), note
+    notes = {"spacing_note": f"default spacing for missing {', '.join(missing)}"} if missing else {}
+    return (float(bscan), float(axial), float(lateral)), bool(missing), notes
 
 
 def _read_file(path: Path) -> OCTVolume:
@@ -806,18 +797,7 @@ def _volume(
     source: str,
 ) -> OCTVolume:
     """The ``OCTVolume`` of decoded ``data`` with ``ds``'s spacing, metadata and laterality."""
-    spacing, is_default, note = _spacing(path, frames, bscan, len(data))
+    spacing = _header_spacing(frames, bscan, len(data))
     meta, phi = _metadata(ds)
     meta["frame_order_from"] = source
-    if note:
-        meta["spacing_note"] = note
-    return OCTVolume(
-        data=data,
-        spacing=spacing,
-        laterality=laterality(ds),
-        source_format=source_format,
-        source_path=path,
-        metadata=meta,
-        phi=phi,
-        spacing_is_default=is_default,
-    )
+    return file_volume(path, source_format, data, spacing, laterality(ds), meta, phi)

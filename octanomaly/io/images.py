@@ -1,11 +1,12 @@
 """B-scan images: a folder of PNG/TIFF/JPEG/BMP B-scans, a multi-page TIFF, or one 2-D image.
 
 Files are recognised by their magic bytes. A folder is sorted naturally (``b2`` before ``b10``).
-Gray stored as RGB(A) collapses to one channel; a real colour image is converted to luminance
-(ITU-R 601, as Pillow's ``"L"`` mode) and the volume's metadata says so. Bit depth is kept
-(uint8, uint16; float TIFFs stay float32). Images carry no spacing: it comes from the
-``spacing`` argument, from a Heidelberg (Heyex) XML export in the folder or its parent, or
-from :data:`~octanomaly.volume.DEFAULT_SPACING` with ``spacing_is_default=True``.
+Gray stored as RGB(A) collapses to one channel (:func:`gray_channel`, shared with the DICOM
+reader); a real colour image is converted to luminance (ITU-R 601, as Pillow's ``"L"`` mode)
+and the volume's metadata says so. Bit depth is kept (uint8, uint16; float TIFFs stay float32).
+Images carry no spacing: it comes from a Heidelberg (Heyex) XML export in the folder or its
+parent, else :data:`~octanomaly.volume.DEFAULT_SPACING` with ``spacing_is_default=True``
+(``load_volume(..., spacing=)`` overrides either).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from octanomaly.errors import InputError
+from octanomaly.progress import track
 from octanomaly.volume import DEFAULT_SPACING, OCTVolume, eye
 
 FORMAT = "images"
-
-#: Image extensions: files with these are read (and must decode) even if their magic is wrong.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+#: Image suffixes: in a folder, files with these are read (and must decode) even if their magic
+#: is wrong (OME-TIFF's double suffix is listed so that output names drop all of it).
+SUFFIXES: tuple[str, ...] = (
+    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".bmp"
+)  # fmt: skip
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),
@@ -58,7 +62,7 @@ def _candidates(folder: Path) -> list[Path]:
     for p in folder.iterdir():
         if p.name.startswith(".") or not p.is_file() or p.name in outputs:
             continue
-        if p.suffix.lower() in IMAGE_SUFFIXES or image_kind(p) is not None:
+        if p.suffix.lower() in SUFFIXES or image_kind(p) is not None:
             out.append(p)
     return sorted(out, key=natural_key)
 
@@ -93,7 +97,7 @@ def sniff(path: Path) -> bool:
     return False
 
 
-def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: object) -> OCTVolume:
+def read(path: Path) -> OCTVolume:
     """Read a folder of B-scans, a multi-page TIFF or one 2-D image as ``(n, depth, width)``."""
     path = Path(path)
     notes: list[str] = []
@@ -101,7 +105,7 @@ def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: obj
         files = _candidates(path)
         if not files:
             raise InputError(path, "folder holds no PNG/TIFF/JPEG/BMP images")
-        frames = [_read_single(f, notes) for f in _progress(files, path)]
+        frames = [_read_single(f, notes) for f in track(files, f"reading {path.name}")]
         _check_same(files, frames, path)
         data = np.stack(frames)
         n_files = len(files)
@@ -118,21 +122,17 @@ def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: obj
     laterality = None
     phi: dict[str, object] = {}
     spacing_is_default = False
-    if spacing is not None:
-        used = tuple(float(s) for s in spacing)
-        metadata["spacing_source"] = "option"
+    info = find_heyex_xml(path, data.shape[0]) if path.is_dir() else None
+    if info is not None and info.spacing is not None:
+        used = info.spacing
+        metadata["spacing_source"] = info.path.name
+        laterality, phi = info.laterality, info.phi
     else:
-        info = find_heyex_xml(path, data.shape[0]) if path.is_dir() else None
-        if info is not None and info.spacing is not None:
-            used = info.spacing
-            metadata["spacing_source"] = info.path.name
-            laterality, phi = info.laterality, info.phi
-        else:
-            used = DEFAULT_SPACING
-            spacing_is_default = True
-            metadata["spacing_source"] = "default (images carry none; pass --spacing)"
-        if info is not None:
-            metadata.update(info.notes)
+        used = DEFAULT_SPACING
+        spacing_is_default = True
+        metadata["spacing_source"] = "default (images carry none; pass --spacing)"
+    if info is not None:
+        metadata.update(info.notes)
     return OCTVolume(
         data=data,
         spacing=used,  # type: ignore[arg-type]
@@ -229,17 +229,6 @@ def _parse_heyex_xml(xml: Path, n_images: int) -> HeyexXml | None:
     return HeyexXml(xml, spacing, laterality, phi, notes)
 
 
-def _progress(files: list[Path], folder: Path):
-    """Iterate ``files`` with a rich progress bar on stderr when it is a terminal."""
-    from rich.console import Console
-    from rich.progress import track
-
-    console = Console(stderr=True)
-    if not console.is_terminal or len(files) < 20:
-        return files
-    return track(files, description=f"reading {folder.name}", console=console, transient=True)
-
-
 def _check_same(files: list[Path], frames: list[np.ndarray], folder: Path) -> None:
     """Every B-scan must have the first one's size and bit depth."""
     first, ref = files[0], frames[0]
@@ -280,7 +269,7 @@ def _read_pages(path: Path, notes: list[str]) -> np.ndarray:
         raise InputError(path, "not a PNG/TIFF/JPEG/BMP image (unrecognised header)")
     try:
         with Image.open(path) as im:
-            pages = [_to_gray(page, notes) for page in ImageSequence.Iterator(im)]
+            pages = [_page_array(page, notes) for page in ImageSequence.Iterator(im)]
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         if kind not in ("tiff", "bigtiff"):
             raise InputError(path, f"corrupt or unreadable {kind} image ({exc})") from exc
@@ -321,7 +310,7 @@ def _read_tiff_fallback(path: Path, notes: list[str], first: Exception) -> list[
     raise InputError(path, f"unsupported TIFF layout, array shape {arr.shape}")
 
 
-def _to_gray(im, notes: list[str]) -> np.ndarray:
+def _page_array(im, notes: list[str]) -> np.ndarray:
     """A Pillow image as a 2-D array: gray kept, gray-as-RGB collapsed, colour to luminance."""
     mode = im.mode
     if mode in ("L", "I;16", "I;16B", "I;16L", "F"):
@@ -342,12 +331,29 @@ def _to_gray(im, notes: list[str]) -> np.ndarray:
     return _collapse_rgb(np.array(im), notes)
 
 
-def _collapse_rgb(rgb: np.ndarray, notes: list[str]) -> np.ndarray:
-    """``(h, w, 3|4)`` to ``(h, w)``: the channel if R == G == B, else ITU-R 601 luminance."""
+def gray_channel(rgb: np.ndarray, tolerance: int = 0) -> np.ndarray | None:
+    """``(h, w, 3|4)`` gray stored as colour -> ``(h, w)``, or None for a real colour image.
+
+    R == G == B: the R channel. Channels at most ``tolerance`` apart (lossy YCbCr rounding of a
+    gray image): their rounded mean, in the input's type. The alpha channel is ignored.
+    """
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     if np.array_equal(r, g) and np.array_equal(r, b):
         return np.ascontiguousarray(r)
+    if tolerance <= 0:
+        return None
+    c = rgb[..., :3].astype(np.int32)
+    spread = max(np.abs(c[..., 0] - c[..., 1]).max(), np.abs(c[..., 1] - c[..., 2]).max())
+    return np.rint(c.mean(axis=-1)).astype(rgb.dtype) if spread <= tolerance else None
+
+
+def _collapse_rgb(rgb: np.ndarray, notes: list[str]) -> np.ndarray:
+    """``(h, w, 3|4)`` to ``(h, w)``: :func:`gray_channel`, else ITU-R 601 luminance."""
+    gray = gray_channel(rgb)
+    if gray is not None:
+        return gray
     notes.append("colour")
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     lum = (r * 299.0 + g * 587.0 + b * 114.0) / 1000.0
     if np.issubdtype(rgb.dtype, np.integer):
         return np.rint(lum).astype(rgb.dtype)

@@ -9,11 +9,12 @@ import numpy as np
 from isal import igzip
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 
-from octanomaly.errors import InputError
+from octanomaly.errors import InputError, MissingSpacing
 from octanomaly.io.atomic import atomic_path
-from octanomaly.volume import NIFTI_AXCODES, OCTVolume, nifti_affine
+from octanomaly.volume import DEFAULT_SPACING, NIFTI_AXCODES, OCTVolume, nifti_affine
 
 FORMAT = "nifti"
+SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
 _N1_MAGIC = (b"n+1\x00", b"ni1\x00")
 _N2_MAGIC = (b"n+2\x00", b"ni2\x00")
 #: gzip level of written ``.nii.gz`` files (ISA-L levels 0-3; 1 is nibabel's own default).
@@ -39,11 +40,13 @@ def sniff(path: Path) -> bool:
     )
 
 
-def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: object) -> OCTVolume:
+def read(path: Path) -> OCTVolume:
     """Read a NIfTI volume, reorienting by its affine into ``(n_bscans, depth, width)``.
 
-    A degenerate affine (a zero or non-finite axis) is refused unless ``spacing`` is given;
-    the array is then taken as stored in the octanomaly layout ``(width, depth, n_bscans)``.
+    A degenerate affine (a zero or non-finite axis) raises
+    :class:`~octanomaly.errors.MissingSpacing` holding the array as stored in the octanomaly
+    layout ``(width, depth, n_bscans)``: :func:`~octanomaly.io.load_volume` uses it when the
+    user gives ``--spacing``.
     """
     try:
         img = _load(path)
@@ -62,31 +65,36 @@ def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: obj
         scale = 1.0
     affine = np.asarray(img.affine, dtype=np.float64)
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0)) if np.isfinite(affine).all() else None
-    if zooms is None or not (zooms > 0).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-30:
-        if spacing is None:
-            raise InputError(
-                path,
-                "its affine has a zero or non-finite axis (no usable voxel spacing); pass "
-                "--spacing BSCAN AXIAL LATERAL in mm (the array is then read as stored)",
-            )
-        affine = nifti_affine(spacing)
+    degenerate = (
+        zooms is None or not (zooms > 0).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-30
+    )
+    if degenerate:
+        affine = nifti_affine(DEFAULT_SPACING)  # the octanomaly layout, as stored
     ornt = ornt_transform(io_orientation(affine), axcodes2ornt(NIFTI_AXCODES))
     data = nib.orientations.apply_orientation(data, ornt)
     zooms = _reorder_zooms(nib.affines.voxel_sizes(affine), ornt)
     lateral, axial, bscan = (float(z) * scale for z in zooms)
-    vol = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))
-    return OCTVolume(
-        data=vol,
+    volume = OCTVolume(
+        data=np.ascontiguousarray(np.transpose(data, (2, 1, 0))),
         spacing=(bscan, axial, lateral),
         source_format=FORMAT,
         source_path=path,
         metadata={"description": _descrip(img)},
+        spacing_is_default=degenerate,
     )
+    if degenerate:
+        raise MissingSpacing(
+            path,
+            "its affine has a zero or non-finite axis (no usable voxel spacing); pass "
+            "--spacing BSCAN AXIAL LATERAL in mm (the array is then read as stored)",
+            volume,
+        )
+    return volume
 
 
 def _load(path: Path) -> nib.Nifti1Image:
     """nibabel load; files without a NIfTI extension are parsed from their bytes."""
-    if path.name.endswith((".nii", ".nii.gz")):
+    if path.name.endswith(SUFFIXES):
         return nib.load(str(path))
     import gzip
 

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from octanomaly.errors import InputError
-from octanomaly.volume import DEFAULT_SPACING, OCTVolume, eye
+from octanomaly.volume import DEFAULT_SPACING, FileSpacing, OCTVolume, file_volume
 
 FORMAT = "vendor"
+SUFFIXES: tuple[str, ...] = (".vol", ".mat", ".e2e", ".fda", ".fds", ".img")
 INSTALL_HINT = "pip install 'octanomaly[vendor]'"
 
 #: Heyex scan patterns (file header ``ScanPattern``).
@@ -79,7 +80,7 @@ def sniff(path: Path) -> bool:
     return kind(path) is not None
 
 
-def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: object) -> OCTVolume:
+def read(path: Path) -> OCTVolume:
     """Read a vendor OCT file as ``(n_bscans, depth, width)``."""
     path = Path(path)
     which = kind(path)
@@ -92,11 +93,7 @@ def read(path: Path, spacing: tuple[float, float, float] | None = None, **_: obj
     }
     if which is None:
         raise InputError(path, "not a recognised vendor OCT file")
-    volume = readers[which](path)
-    if spacing is not None:
-        volume.spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
-        volume.spacing_is_default = False
-    return volume
+    return readers[which](path)
 
 
 def _need(module: str, path: Path) -> Any:
@@ -108,11 +105,12 @@ def _need(module: str, path: Path) -> Any:
         raise InputError(path, f"reading this file needs {module}: {INSTALL_HINT}") from exc
 
 
-def _spacing(
+def _vendor_spacing(
     bscan: float | None, axial: float | None, lateral: float | None, n_bscans: int
-) -> tuple[tuple[float, float, float], bool, dict[str, str]]:
-    """Spacing from file values; defaults (flagged) for any that are missing or not positive."""
-    notes: dict[str, str] = {}
+) -> FileSpacing:
+    """``(spacing, is_default, notes)`` from file values; defaults (flagged) for any that are
+    missing or not positive."""
+    notes: dict[str, Any] = {}
 
     def ok(v: float | None) -> bool:
         return v is not None and bool(np.isfinite(v)) and v > 0
@@ -157,16 +155,17 @@ def _read_heyex_vol(path: Path) -> OCTVolume:
     if from_coords:
         starts = np.array([(b.start_x, b.start_y) for b in parsed.bscans], dtype=float)
         bscan = float(np.linalg.norm(np.diff(starts, axis=0), axis=1).mean())
-    spacing, is_default, notes = _spacing(bscan, parsed.scale_y, parsed.scale_x, n)
-    if from_coords and not is_default:
-        notes["bscan_spacing"] = "Distance is 0 in the header; mean step of B-scan start points"
+    spacing = _vendor_spacing(bscan, parsed.scale_y, parsed.scale_x, n)
+    if from_coords and not spacing[1]:
+        spacing[2]["bscan_spacing"] = (
+            "Distance is 0 in the header; mean step of B-scan start points"
+        )
     pattern = int(parsed.scan_pattern)
     metadata: dict[str, Any] = {
         "vendor": "Heidelberg Engineering",
         "file_version": str(parsed.version),
         "scan_pattern": f"{pattern} ({SCAN_PATTERNS.get(pattern, 'unknown')})",
         "intensity": "linear",
-        **notes,
     }
     data = _clean_heyex(np.stack(frames), metadata)
     phi = {
@@ -176,16 +175,7 @@ def _read_heyex_vol(path: Path) -> OCTVolume:
         "exam_time": str(parsed.exam_time),
         "visit_date": str(parsed.visit_date),
     }
-    return OCTVolume(
-        data=data,
-        spacing=spacing,
-        laterality=eye(parsed.scan_position),
-        source_format="heyex-vol",
-        source_path=path,
-        metadata=metadata,
-        phi=phi,
-        spacing_is_default=is_default,
-    )
+    return file_volume(path, "heyex-vol", data, spacing, parsed.scan_position, metadata, phi)
 
 
 def _is_heyex_mat(path: Path) -> bool:
@@ -221,14 +211,13 @@ def _read_heyex_mat(path: Path) -> OCTVolume:
     frames = [np.asarray(mat[f"B{i}"]) for i in range(n)]
     if any(f.ndim != 2 or f.shape != frames[0].shape for f in frames):
         raise InputError(path, "B-scans are not 2-D images of one size")
-    spacing, is_default, notes = _spacing(
+    spacing = _vendor_spacing(
         _mat_scalar(mat, "Distance"), _mat_scalar(mat, "ScaleZ"), _mat_scalar(mat, "ScaleX"), n
     )
     pattern = _mat_scalar(mat, "ScanPattern")
     metadata: dict[str, Any] = {
         "vendor": "Heidelberg Engineering (Heyex .vol fields in a MATLAB file)",
         "intensity": "linear",
-        **notes,
     }
     if pattern is not None:
         metadata["scan_pattern"] = f"{int(pattern)} ({SCAN_PATTERNS.get(int(pattern), 'unknown')})"
@@ -244,16 +233,8 @@ def _read_heyex_mat(path: Path) -> OCTVolume:
         )
         if _mat_scalar(mat, field) not in (None, "")
     }
-    return OCTVolume(
-        data=data,
-        spacing=spacing,
-        laterality=eye(_mat_scalar(mat, "ScanPosition")),
-        source_format="heyex-mat",
-        source_path=path,
-        metadata=metadata,
-        phi=phi,
-        spacing_is_default=is_default,
-    )
+    laterality = _mat_scalar(mat, "ScanPosition")
+    return file_volume(path, "heyex-mat", data, spacing, laterality, metadata, phi)
 
 
 def _read_e2e(path: Path) -> OCTVolume:
@@ -267,19 +248,12 @@ def _read_e2e(path: Path) -> OCTVolume:
         raise InputError(path, f"unreadable Heidelberg .e2e file ({exc})") from exc
     if data.ndim != 3:
         raise InputError(path, f"expected a stack of B-scans, got shape {data.shape}")
-    metadata = {
-        "vendor": "Heidelberg Engineering",
-        "spacing_source": "default (eyepy gives no mm spacing for .e2e; pass --spacing)",
-    }
-    return OCTVolume(
-        data=data,
-        spacing=DEFAULT_SPACING,
-        laterality=eye(getattr(ev, "laterality", None)),
-        source_format="heyex-e2e",
-        source_path=path,
-        metadata=metadata,
-        spacing_is_default=True,
-    )
+    spacing = (DEFAULT_SPACING, True, {
+        "spacing_source": "default (eyepy gives no mm spacing for .e2e; pass --spacing)"
+    })  # fmt: skip
+    laterality = getattr(ev, "laterality", None)
+    metadata = {"vendor": "Heidelberg Engineering"}
+    return file_volume(path, "heyex-e2e", data, spacing, laterality, metadata)
 
 
 def _from_oct_converter(path: Path, vol: Any, fmt: str, vendor: str) -> OCTVolume:
@@ -292,9 +266,9 @@ def _from_oct_converter(path: Path, vol: Any, fmt: str, vendor: str) -> OCTVolum
     ps = getattr(vol, "pixel_spacing", None)
     if ps is not None and len(ps) == 3:
         lateral, bscan, axial = (float(v) for v in ps)
-        spacing, is_default, notes = _spacing(bscan, axial, lateral, len(slices))
+        spacing = _vendor_spacing(bscan, axial, lateral, len(slices))
     else:
-        spacing, is_default, notes = _spacing(None, None, None, len(slices))
+        spacing = _vendor_spacing(None, None, None, len(slices))
     phi = {
         key: str(value)
         for key, value in (
@@ -306,16 +280,8 @@ def _from_oct_converter(path: Path, vol: Any, fmt: str, vendor: str) -> OCTVolum
         )
         if value not in (None, "")
     }
-    return OCTVolume(
-        data=np.stack(slices),
-        spacing=spacing,
-        laterality=eye(getattr(vol, "laterality", None)),
-        source_format=fmt,
-        source_path=path,
-        metadata={"vendor": vendor, **notes},
-        phi=phi,
-        spacing_is_default=is_default,
-    )
+    laterality = getattr(vol, "laterality", None)
+    return file_volume(path, fmt, np.stack(slices), spacing, laterality, {"vendor": vendor}, phi)
 
 
 def _read_topcon(path: Path) -> OCTVolume:

@@ -41,6 +41,7 @@ from pydantic import (
 )
 
 from octanomaly.errors import InputError, OctanomalyError
+from octanomaly.progress import progress_bar
 from octanomaly.scoring import channels as ch
 from octanomaly.scoring.feature_bank import FeatureBank, distance_map
 from octanomaly.scoring.normative import BinSpec, NormativeModel
@@ -349,12 +350,11 @@ def flatten_row(pre: Any, depth: int) -> int:
 
 def _sources(healthy: Any) -> list[tuple[Any, str]]:
     """``(path or volume, group)`` pairs from paths, volumes or a healthy sampler."""
-    from octanomaly.data.healthy import find_items, group_of
+    from octanomaly.data.healthy import find_items, source_group
 
     if hasattr(healthy, "sources") and hasattr(healthy, "images"):  # data.healthy.PatchSampler
         paths = dict.fromkeys(Path(s.rsplit("#", 1)[0]) for s in healthy.sources)
-        return [(p, group_of(p) if p.suffix.lower() in (".jpeg", ".jpg", ".png") else str(p))
-                for p in paths]  # fmt: skip
+        return [(p, source_group(p)) for p in paths]
     if hasattr(healthy, "sample"):
         raise OctanomalyError("the healthy sampler holds patches only, no B-scans to calibrate on")
     out: list[tuple[Any, str]] = []
@@ -432,11 +432,10 @@ def calibrate_run(
     #: per record: its patches' embeddings, coordinates (B-scan 0), B-scan shape, region pixels
     patches: list[tuple[np.ndarray, np.ndarray, tuple[int, int, int], np.ndarray]] = []
     sources = _sources(healthy)
-    bar = _progress(progress)
-    with bar:
+    with progress_bar(progress) as bar:
         task = None
-        if bar.progress is not None:
-            task = bar.progress.add_task("calibrating on healthy data", total=len(sources))
+        if bar is not None:
+            task = bar.add_task("calibrating on healthy data", total=len(sources))
         for src, group in sources:
             vol = src if hasattr(src, "data") else load_volume(src)
             prep = preprocess_volume(vol, pre)
@@ -468,7 +467,7 @@ def calibrate_run(
                         local = maps.coords[sel] * np.array([0, 1, 1])
                         patches.append((maps.embedding[sel], local, (1, *image.shape[1:]), idx))
             if task is not None:
-                bar.progress.advance(task)
+                bar.advance(task)
     groups = sorted({r[0] for r in records})
     if len(records) < MIN_HEALTHY_BSCANS:
         raise OctanomalyError(
@@ -572,23 +571,3 @@ def calibrate_after_training(run_dir: Path, val_sampler: Any, device: str) -> bo
         )
         return False
     return True
-
-
-class _progress:
-    """A transient rich progress display, or nothing (``progress`` attribute ``None``)."""
-
-    def __init__(self, enabled: bool):
-        self.progress = None
-        if enabled:
-            from rich.progress import Progress
-
-            self.progress = Progress(transient=True)
-
-    def __enter__(self) -> _progress:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()

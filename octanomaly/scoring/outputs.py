@@ -49,15 +49,16 @@ MAX_ALTERNATIVES = 99
 
 
 def output_stem(path: str | Path) -> str:
-    """``scan.nii.gz`` -> ``scan``, ``scan.dcm`` -> ``scan``, folder ``scans/`` -> ``scans``."""
+    """``scan.nii.gz`` -> ``scan``, ``scan.dcm`` -> ``scan``, folder ``scans/`` -> ``scans``.
+
+    A suffix a reader claims (:func:`octanomaly.io.volume_suffix`) goes whole; any other file
+    loses its last suffix."""
+    from octanomaly.io import volume_stem, volume_suffix
+
     path = Path(path)
-    name = path.name
     if path.is_dir():
-        return name
-    for ext in (".nii.gz", ".ome.tif", ".ome.tiff"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return path.stem or name
+        return path.name
+    return volume_stem(path) if volume_suffix(path) else path.stem or path.name
 
 
 def output_names(stem: str) -> dict[str, str]:

@@ -22,11 +22,11 @@ import octanomaly
 from octanomaly.config import RunConfig
 from octanomaly.errors import OctanomalyError
 from octanomaly.models import AnomalyModel
+from octanomaly.progress import progress_bar
 from octanomaly.scoring.calibration import (
     CALIBRATION_FILE,
     VOLUME_TOP_K,
     Calibration,
-    _progress,
     clean_mask,
     flatten_row,
     load_calibration,
@@ -243,7 +243,7 @@ def _score_prepped(
     stride = cal.check_stride(stride)
     pre = run.cfg.preprocessing
     image, inside = prep["image"], prep["mask"]
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         maps = score_stack(
             run.model,
             image,
@@ -253,7 +253,7 @@ def _score_prepped(
             smooth_sigma=cal.smooth_sigma,
             batch_size=batch_size or run.cfg.training.score_batch_size,
             amp=run.cfg.training.amp,
-            progress=bar.progress,
+            progress=bar,
         )
     timings.update(maps.timings)
     t0 = time.perf_counter()
