@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -160,24 +161,17 @@ def save_enface(
     spacing: Sequence[float],
     path: str | Path,
     *,
-    threshold: float | None = None,
-    title: str = "",
-    flagged: Sequence[int] = (),
-    vmax: float | None = None,
-    thickness: np.ndarray | None = None,
-    fovea: tuple[float, float] | None = None,
-    laterality: str | None = None,
     protect: tuple[Path, ...] = (),
+    **options: Any,
 ) -> Path:
     """Write the two-panel en-face PNG (axes in mm, colour bar; ``threshold`` drawn as contour).
 
-    ``spacing`` is ``(bscan, axial, lateral)`` mm; ``flagged`` B-scan indices get tick marks on
-    both panels' right edge. Written atomically, never over a ``protect`` path.
+    ``spacing`` is ``(bscan, axial, lateral)`` mm; ``options`` are :func:`enface_figure`'s
+    keywords (``threshold``, ``title``, ``flagged`` B-scan indices ticked on both panels' right
+    edge, ``vmax``, ``thickness``, ``fovea``, ``laterality``). Written atomically, never over a
+    ``protect`` path.
     """
-    fig = enface_figure(
-        volume, anomaly, spacing, threshold=threshold, title=title, flagged=flagged, vmax=vmax,
-        thickness=thickness, fovea=fovea, laterality=laterality,
-    )  # fmt: skip
+    fig = enface_figure(volume, anomaly, spacing, **options)
     path = Path(path)
     with atomic_path(path, protect=protect) as tmp:
         fig.savefig(tmp, format="png")
