@@ -60,10 +60,18 @@ def test_calibration_stores_a_bank_and_map_uses_it(ganomaly_run):
     assert np.isfinite(res.anomaly).all()
 
 
-def test_models_without_embeddings_have_no_bank_channel(tiny_run):
-    cal = load_calibration(tiny_run)  # f-AnoGAN declares no patch embeddings
+def test_models_without_embeddings_have_no_bank_channel(tiny_run, tmp_path, monkeypatch):
+    from octanomaly.models.fanogan import FAnoGAN
+    from octanomaly.scoring import calibrate_run
+
+    assert "bank" in load_calibration(tiny_run).file.channels  # f-AnoGAN embeds: E(x)
+    monkeypatch.setattr(FAnoGAN, "embeds_patches", False)  # a model without embeddings
+    healthy = [tiny_run.parent / f"h{seed}.nii.gz" for seed in range(3)]
+    out = tmp_path / "no-bank"
+    calibrate_run(tiny_run, healthy, out=out, device="cpu", progress=False)
+    cal = load_calibration(out)
     assert "bank" not in cal.file.channels and cal.file.feature_bank is None and cal.bank is None
-    assert not (tiny_run / "feature_bank.safetensors").exists()
+    assert not (out / "feature_bank.safetensors").exists()
 
 
 def test_bank_round_trips_identically(tmp_path):

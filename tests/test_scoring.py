@@ -118,11 +118,12 @@ def test_clean_mask_drops_small_components():
 def test_calibration_files_and_old_format(tiny_run, run, tmp_path, lesion_volume):
     raw = json.loads((tiny_run / "calibration.json").read_text())
     assert raw["format"] == "octanomaly-calibration/2" and raw["stride"] == 16
-    assert raw["channels"] == ["intensity", "residual"] and raw["n_bscans"] >= 20
+    assert raw["channels"] == ["intensity", "residual", "bank"] and raw["n_bscans"] >= 20
     assert len(raw["bscan"]["sorted"]) == 1001 and (tiny_run / "normative.safetensors").is_file()
     assert run.calibration.kind == "maps" and run.calibration.normative.channels == (
         "intensity",
         "residual",
+        "bank",
     )
     old = shutil.copytree(tiny_run, tmp_path / "old")
     (old / "calibration.json").write_text(json.dumps({"model": "fanogan", "maps": {}}))
@@ -174,7 +175,9 @@ def test_write_outputs_geometry_summary_and_no_phi(tmp_path, run, lesion_volume)
         assert key in summary
     assert summary["flagged_bscans"] == res.flagged
     assert set(summary["model"]) >= {"name", "version", "run_id"}
-    assert summary["model"]["scoring"]["channels"] == {"intensity": 1.0, "residual": 0.25}
+    assert summary["model"]["scoring"]["channels"] == {
+        "intensity": 1.0, "residual": 0.25, "bank": 1.0
+    }
     assert summary["anomalous_volume_mm3"] == pytest.approx(res.mask.sum() * np.prod(vol.spacing))
     assert "Doe" not in text and "4711" not in text
     assert not list((tmp_path / "out").glob(".*"))  # no temporaries left

@@ -78,6 +78,8 @@ class FeatureBank:
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
         """Nearest-neighbour distance ``(N,)`` float32 of each embedding to the bank."""
         x = np.asarray(embeddings, dtype=np.float32)
+        if len(x) == 0:  # no patch scored (e.g. a B-scan without retina)
+            return np.zeros(0, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise OctanomalyError(
                 f"the model's patch embeddings have shape {x.shape[1:]}, the feature bank "
