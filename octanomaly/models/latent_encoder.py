@@ -11,9 +11,19 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
+from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 EncoderMode = Literal["izi_f", "izi", "ziz"]
+
+
+class EncoderSettings(BaseModel):
+    """Config fields of a model that trains an encoder with :func:`encoder_loss` (a mixin)."""
+
+    encoder_mode: EncoderMode = "izi_f"
+    encoder_lr: float = Field(5e-5, gt=0)
+    kappa: float = Field(1.0, ge=0)
+    """Weight of the feature term (``izi_f``)."""
 
 
 def per_sample_mse(a: Tensor, b: Tensor) -> Tensor:

@@ -45,11 +45,9 @@ class Trainer:
         self.cfg, self.train_sampler, self.val_sampler = cfg, train_sampler, val_sampler
         self.out_dir, self.resume, self.progress = Path(out_dir), resume, progress
         self.dist = Distributed(resolve_device(device))
-        steps = cfg.training.steps
-        self.plan = [
-            (s, steps[s] if max_steps is None else min(steps[s], max_steps))
-            for s in get_model_class(cfg.model.name).stages
-        ]
+        n = cfg.training.steps
+        cap = max_steps if max_steps is not None else max(n.values(), default=0)
+        self.plan = [(s, min(n[s], cap)) for s in get_model_class(cfg.model.name).stages]
         self.model: AnomalyModel | None = None
 
     def run(self) -> Path:

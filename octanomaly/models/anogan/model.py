@@ -21,7 +21,7 @@ from octanomaly.models.anogan import loss as L
 from octanomaly.models.anogan.mapping import MappingResult, map_latent
 from octanomaly.models.base import ModelConfig, PatchScores, dcgan_init
 from octanomaly.models.dcgan import DCGANConfig, DCGANDecoder, DCGANEncoder, DCGANPairModel
-from octanomaly.models.latent_encoder import EncoderMode, encoder_loss
+from octanomaly.models.latent_encoder import EncoderSettings, encoder_loss
 
 
 class MappingConfig(BaseModel):
@@ -41,14 +41,12 @@ class MappingConfig(BaseModel):
     """Start of the search: the trained encoder's ``E(x)`` (warm start) or a random code."""
 
 
-class AnoGANConfig(DCGANConfig):
+class AnoGANConfig(DCGANConfig, EncoderSettings):
     """AnoGAN settings: DCGAN width, latent size, Adam 2e-4 / beta1 0.5, mapping."""
 
     name: Literal["anogan"] = "anogan"
     mapping: MappingConfig = MappingConfig()
-    encoder_mode: EncoderMode = "izi_f"
     encoder_lr: float = Field(1e-4, gt=0)
-    kappa: float = Field(1.0, ge=0)
 
 
 class AnoGAN(DCGANPairModel):

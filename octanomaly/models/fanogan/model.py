@@ -17,10 +17,10 @@ from torch import Tensor
 from octanomaly.models.base import AnomalyModel, ModelConfig, PatchScores
 from octanomaly.models.fanogan import loss as L
 from octanomaly.models.fanogan.networks import Arch, build_networks
-from octanomaly.models.latent_encoder import EncoderMode, encoder_loss, izi_f_terms
+from octanomaly.models.latent_encoder import EncoderSettings, encoder_loss, izi_f_terms
 
 
-class FAnoGANConfig(ModelConfig):
+class FAnoGANConfig(ModelConfig, EncoderSettings):
     """f-AnoGAN settings (defaults from the paper and the official code, width for CPU use)."""
 
     name: Literal["fanogan"] = "fanogan"
@@ -36,9 +36,6 @@ class FAnoGANConfig(ModelConfig):
     ``gp_every`` (as StyleGAN2 does with R1), so the penalty per step is the same on average."""
     lr: float = Field(1e-4, gt=0)
     betas: tuple[float, float] = (0.0, 0.9)
-    encoder_mode: EncoderMode = "izi_f"
-    encoder_lr: float = Field(5e-5, gt=0)
-    kappa: float = Field(1.0, ge=0)
 
 
 class FAnoGAN(AnomalyModel):
