@@ -99,3 +99,22 @@ def test_dicom_input_parametric_map(tmp_path, tiny_run, frame_of_reference):
     assert ds.Modality == "OPT" or ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30"
     assert int(ds.NumberOfFrames) == 3 and (ds.Rows, ds.Columns) == (128, 128)
     assert str(ds.get("PatientName", "")) == ""
+
+
+@pytest.mark.parametrize("name", ["ganomaly", "fanogan", "anogan"])
+def test_every_bundled_model_maps_a_bundled_example(name, tmp_path):
+    """The three shipped models by name: the normal example is not flagged, the DME one is."""
+    from octanomaly.runs import bundled_models
+
+    assert name in bundled_models()
+    examples = Path(__file__).resolve().parents[1] / "examples" / "bscans"
+    dme, normal = sorted(examples.glob("DME-*.jpeg"))[0], sorted(examples.glob("NORMAL-*.jpeg"))[0]
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["map", str(dme), str(normal), "--model", name, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    flagged = {}
+    for src in (dme, normal):
+        summary = json.loads((out / f"{src.stem}_summary.json").read_text())
+        assert summary["model"]["name"] == name
+        flagged[src.stem[:3]] = len(summary["flagged_bscans"])
+    assert flagged == {"DME": 1, "NOR": 0}
