@@ -37,9 +37,9 @@ def main() -> None:
 
     from octanomaly.evaluation.drusen import load_drusen_mask
     from octanomaly.io import load_volume
-    from octanomaly.scoring import load_run, map_volume
+    from octanomaly.scoring import default_model_dir, load_run, map_volume
 
-    run = load_run(ROOT / "octanomaly" / "bundled" / "default", "cpu")
+    run = load_run(default_model_dir(), "cpu")
     drusen_vol = load_volume(DATA / "volumes/spectralis-drusen/OCT-Volume-Scan")
     truth = load_drusen_mask(DATA / "volumes/spectralis-drusen")
     one = dataclasses.replace(drusen_vol, data=drusen_vol.data[50:51])
