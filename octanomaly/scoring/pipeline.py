@@ -128,12 +128,13 @@ class MapResult:
         volume_score: mean of the top :data:`VOLUME_TOP_K` B-scan scores.
         flagged: B-scans whose score exceeds ``bscan_threshold``.
         threshold: pixel threshold (z) on ``anomaly``; ``percentile`` of healthy it stands for.
+
+    ``residual`` and ``score_map`` are not written by ``map``: they are restored to the input
+    geometry on first access (the same values as restoring them eagerly; issue 13).
     """
 
     anomaly: np.ndarray
     mask: np.ndarray
-    residual: np.ndarray
-    score_map: np.ndarray
     retina: np.ndarray
     bscan_scores: np.ndarray
     volume_score: float | None
@@ -147,6 +148,27 @@ class MapResult:
     timings: dict[str, float] = field(default_factory=dict)
     ilm: np.ndarray | None = None
     bm: np.ndarray | None = None
+    #: ``residual`` / ``score_map`` still in preprocessed space, the geometry that
+    #: :func:`restore_map` needs to bring them back, and the maps once restored
+    _raw: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _geometry: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _restored_maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    def _restored(self, name: str) -> np.ndarray:
+        if name not in self._restored_maps:
+            from octanomaly.transforms.preprocess import restore_map
+
+            out = np.where(self.retina, restore_map(self._raw[name], self._geometry), 0.0)
+            self._restored_maps[name] = out.astype(np.float32)
+        return self._restored_maps[name]
+
+    @property
+    def residual(self) -> np.ndarray:
+        return self._restored("residual")
+
+    @property
+    def score_map(self) -> np.ndarray:
+        return self._restored("score_map")
 
 
 def _threshold(run: LoadedRun, threshold: float | None) -> tuple[float, float, float]:
@@ -171,7 +193,7 @@ def map_volume(
     ``stride`` must be the one the run was calibrated with (default); ``threshold`` is a
     percentile of healthy (default 99).
     """
-    from octanomaly.transforms.preprocess import preprocess_volume, restore_map
+    from octanomaly.transforms.preprocess import preprocess_volume, restore_maps
 
     run = _as_run(model, device)
     percentile, pix_thr, bscan_thr = _threshold(run, threshold)
@@ -182,10 +204,10 @@ def map_volume(
     stride, maps, z, bscan_z = _score_prepped(run, prep, stride, batch_size, progress, timings)
 
     t0 = time.perf_counter()
-    retina = restore_map(prep["mask"], prep).astype(bool)
-    anomaly = np.where(retina, np.maximum(restore_map(z, prep), 0.0), 0.0).astype(np.float32)
-    residual = np.where(retina, restore_map(maps.residual, prep), 0.0).astype(np.float32)
-    score_map = np.where(retina, restore_map(maps.score, prep), 0.0).astype(np.float32)
+    retina, anomaly = restore_maps((prep["mask"], z), prep)  # only what is written
+    retina = retina.astype(bool)
+    np.maximum(anomaly, 0.0, out=anomaly)
+    anomaly[~retina] = 0.0
     mask = clean_mask(anomaly, pix_thr, min_size) * retina.astype(np.uint8)
     timings["restore"] = time.perf_counter() - t0
 
@@ -193,8 +215,6 @@ def map_volume(
     return MapResult(
         anomaly=anomaly,
         mask=mask,
-        residual=residual,
-        score_map=score_map,
         retina=retina,
         ilm=prep["ilm"],
         bm=prep["bm"],
@@ -208,6 +228,8 @@ def map_volume(
         n_patches=maps.n_patches,
         model=run.info,
         timings=timings,
+        _raw={"residual": maps.residual, "score_map": maps.score},
+        _geometry={k: prep[k] for k in ("flatten_shifts", "original_shape")},
     )
 
 

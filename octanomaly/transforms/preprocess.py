@@ -5,14 +5,14 @@ the dictionary transforms, :func:`preprocessing_transform`) and its inverse for 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 from monai.transforms import Compose, CopyItemsd, MapTransform
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from octanomaly.transforms.flatten import Flattend, Resampled, Unflattend
+from octanomaly.transforms.flatten import Flattend, Resampled, Unflattend, resize_bscans
 from octanomaly.transforms.intensity import (
     FillPaddingd,
     LogIntensityd,
@@ -149,3 +149,27 @@ def restore_map(
     if prep.get("flatten_shifts") is not None:
         d = Unflattend("map", fill=fill)(d)
     return Resampled("map", (1.0, 1.0)).inverse(d)["map"]
+
+
+def restore_maps(maps: Sequence[np.ndarray], prep: dict[str, Any]) -> list[np.ndarray]:
+    """:func:`restore_map` (``fill`` 0) of several maps of one volume in one pass.
+
+    The same values as restoring each map alone: the flattening shifts are indexed once for
+    all maps and the maps are resized together (bilinear resizing treats every B-scan on its
+    own). Boolean maps come back boolean, the others float32.
+    """
+    arrs = [np.asarray(m) for m in maps]
+    stack = np.stack([np.asarray(a, dtype=np.float32) for a in arrs])
+    k, n, depth, width = stack.shape
+    shifts = prep.get("flatten_shifts")
+    if shifts is not None:
+        rows = np.arange(depth)[None, :, None] + np.asarray(shifts)[:, None, :]
+        inside = (rows >= 0) & (rows < depth)
+        idx = np.clip(rows, 0, depth - 1)
+        for i in range(k):
+            src = np.take_along_axis(stack[i], idx, axis=1)
+            stack[i] = np.where(inside, src, np.float32(0.0))
+        del rows, inside, idx
+    shape = tuple(prep["original_shape"])[-2:]
+    out = resize_bscans(stack.reshape(k * n, depth, width), shape).reshape(k, n, *shape)
+    return [out[i] >= 0.5 if a.dtype == bool else out[i].copy() for i, a in enumerate(arrs)]

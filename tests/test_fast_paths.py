@@ -1,0 +1,56 @@
+"""Issue 13: the faster `map` paths give exactly the values of the plain ones they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from octanomaly.data.phantom import make_phantom
+from octanomaly.transforms.preprocess import (
+    PreprocessingConfig,
+    preprocess_volume,
+    restore_map,
+    restore_maps,
+)
+
+
+@pytest.fixture(scope="module")
+def volume():
+    return make_phantom(seed=5, n_bscans=3, depth=160, width=192, lesions="all").volume
+
+
+@pytest.mark.parametrize("target", [None, (0.0078, 0.0224)])
+def test_restore_maps_equals_restore_map(volume, target) -> None:
+    prep = preprocess_volume(volume, PreprocessingConfig(patch_size=32, target_spacing=target))
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=prep["image"].shape).astype(np.float32)
+    retina, got = restore_maps((prep["mask"], z), prep)
+    assert retina.dtype == bool and got.dtype == np.float32 and got.shape == volume.shape
+    np.testing.assert_array_equal(retina, restore_map(prep["mask"], prep).astype(bool))
+    np.testing.assert_array_equal(got, restore_map(z, prep))
+
+
+def test_map_restores_what_it_writes_with_the_eager_values(tiny_run) -> None:
+    """anomaly, mask and retina as restored before; residual/score_map restored on access."""
+    from octanomaly.scoring import load_run, map_volume
+    from octanomaly.scoring.calibration import clean_mask
+    from octanomaly.scoring.pipeline import DEFAULT_MIN_SIZE, _score_prepped, _threshold
+
+    run = load_run(tiny_run, device="cpu")
+    vol = make_phantom(seed=11, n_bscans=4, depth=128, width=128, lesions="all").volume
+    result = map_volume(vol, run)
+    # the eager restore of every map (the code before issue 13)
+    prep = preprocess_volume(vol, run.cfg.preprocessing)
+    _, maps, z, _ = _score_prepped(run, prep, None, None, False, {})
+    retina = restore_map(prep["mask"], prep).astype(bool)
+    anomaly = np.where(retina, np.maximum(restore_map(z, prep), 0.0), 0.0).astype(np.float32)
+    residual = np.where(retina, restore_map(maps.residual, prep), 0.0).astype(np.float32)
+    score_map = np.where(retina, restore_map(maps.score, prep), 0.0).astype(np.float32)
+    mask = clean_mask(anomaly, _threshold(run, None)[1], DEFAULT_MIN_SIZE) * retina
+    np.testing.assert_array_equal(result.retina, retina)
+    np.testing.assert_array_equal(result.anomaly, anomaly)
+    np.testing.assert_array_equal(result.mask, mask.astype(np.uint8))
+    assert result.mask.dtype == np.uint8 and result.anomaly.dtype == np.float32
+    np.testing.assert_array_equal(result.residual, residual)
+    np.testing.assert_array_equal(result.score_map, score_map)
+    assert result.residual is result.residual  # restored once
