@@ -54,3 +54,64 @@ def test_map_restores_what_it_writes_with_the_eager_values(tiny_run) -> None:
     np.testing.assert_array_equal(result.residual, residual)
     np.testing.assert_array_equal(result.score_map, score_map)
     assert result.residual is result.residual  # restored once
+
+
+def _one_call(fn, x, *more, chunks=None):
+    """``per_bscan`` without threads or chunks: the plain whole-array computation."""
+    return fn(x, *more)
+
+
+def _wedged(volume) -> np.ndarray:
+    """B-scans with saturated export wedges in two corners (Kermany-like padding)."""
+    x = volume.data.astype(np.float32).copy()
+    d, w = x.shape[1:]
+    rows, cols = np.mgrid[:d, :w]
+    x[:, (rows + cols) < 60] = x.max() * 1.05
+    x[1, (rows - cols) > d - 70] = x.max() * 1.05
+    return x
+
+
+def test_threaded_layers_and_window_equal_one_call(volume, monkeypatch) -> None:
+    from octanomaly.transforms import _threads, intensity, layers
+
+    plain = volume.data.astype(np.float32)
+    for x in (plain, _wedged(volume), np.concatenate([plain, _wedged(volume)])):
+
+        def run(x=x):
+            return (
+                layers.detect_layers(x),
+                intensity.percentile_window(x),
+                intensity.padding_mask(x),
+            )
+
+        fast = run()
+        with monkeypatch.context() as m:
+            m.setattr(layers, "_per_bscan", _one_call)
+            m.setattr(_threads, "per_bscan", _one_call)
+            slow = run()
+        for a, b in zip(fast[0], slow[0], strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(fast[1], slow[1])
+        np.testing.assert_array_equal(fast[2], slow[2])
+    assert fast[2].any()  # the wedges were found
+
+
+def test_padding_searched_once_gives_the_same_preprocessing(volume, monkeypatch) -> None:
+    """DetectLayersd reuses FillPaddingd's mask: same ILM/BM/mask as searching everything."""
+    from octanomaly.transforms import layers
+    from octanomaly.transforms.intensity import fill_padding, padding_mask
+
+    x = _wedged(volume)  # padding in every B-scan, two patterns
+    x[0] = volume.data[0]  # and one B-scan without
+    pad = padding_mask(x)
+    filled = fill_padding(x, pad)
+    assert not pad[0].any() and pad[1].any()
+    np.testing.assert_array_equal(layers.refilled_padding(filled, pad), padding_mask(filled))
+    vol = volume.with_data(x)
+    cfg = PreprocessingConfig(patch_size=32)
+    fast = preprocess_volume(vol, cfg)
+    with monkeypatch.context() as m:
+        m.setattr(layers, "refilled_padding", lambda img, src: padding_mask(img))
+        slow = preprocess_volume(vol, cfg)
+    for k in ("image", "mask", "ilm", "bm", "flatten_shifts"):
+        np.testing.assert_array_equal(fast[k], slow[k])

@@ -22,7 +22,14 @@ def padding_mask(bscans: np.ndarray, min_border: int = 16, min_area: int = 200) 
     closing and a 3x3 opening, whose connected region touches the border on ``min_border``
     pixels, covers ``min_area`` pixels and is >= 80 % saturated, counts as padding.
     """
+    from octanomaly.transforms._threads import per_bscan
+
     x = np.asarray(bscans)
+    return per_bscan(lambda xc: _padding_mask(xc, min_border, min_area), x)
+
+
+def _padding_mask(x: np.ndarray, min_border: int, min_area: int) -> np.ndarray:
+    """:func:`padding_mask` of the B-scans ``x``, one after the other."""
     out = np.zeros(x.shape, dtype=bool)
     for i, img in enumerate(x):
         hi, lo = float(img.max()), float(img.min())
@@ -102,8 +109,18 @@ def percentile_window(
     lo, hi = np.percentile(sample.ravel()[::step], [lower, upper])
     if not np.isfinite(hi - lo) or hi - lo <= 0:
         return np.full(x.shape, -1.0, dtype=np.float32)
-    y = (x - lo) * np.float32(2.0 / (hi - lo)) - 1.0
-    return np.clip(y, -1.0, 1.0).astype(np.float32)
+    from octanomaly.transforms._threads import per_bscan
+
+    scale = np.float32(2.0 / (hi - lo))
+
+    def window(xc: np.ndarray) -> np.ndarray:
+        # in place, chunk by chunk: the values of ``clip((x - lo) * scale - 1, -1, 1)``
+        y = xc - lo
+        y *= scale
+        y -= 1.0
+        return np.clip(y, -1.0, 1.0, out=y).astype(np.float32)
+
+    return per_bscan(window, x, chunks=-(-len(x) // 16)) if x.ndim == 3 else window(x)
 
 
 def median_denoise(x: np.ndarray, size: int = 3) -> np.ndarray:

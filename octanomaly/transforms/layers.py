@@ -19,16 +19,15 @@ a warning naming the B-scan.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Hashable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from monai.transforms import MapTransform, Transform
 from scipy import ndimage
 
+from octanomaly.transforms._threads import per_bscan as _per_bscan
 from octanomaly.transforms.intensity import fill_padding, padding_mask
 
 
@@ -112,51 +111,54 @@ def _normalise(bscans: np.ndarray) -> np.ndarray:
     return np.clip(x, 0, 1.5, out=x)
 
 
-def _per_bscan(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
-    """``fn`` over chunks of B-scans on a few threads (numpy releases the GIL); concatenated."""
-    workers = min(len(x), os.cpu_count() or 1, 8)
-    if workers < 2:
-        return fn(x)
-    with ThreadPoolExecutor(workers) as pool:
-        return np.concatenate(list(pool.map(fn, np.array_split(x, workers))))
-
-
 def _abs_p99(g: np.ndarray) -> np.ndarray:
     """99th percentile of ``|g|`` per B-scan, ``(n, 1, 1)``."""
     return np.percentile(np.abs(g), 99, axis=(1, 2), keepdims=True)
 
 
 def detect_layers(
-    bscans: np.ndarray, params: LayerParams | None = None
+    bscans: np.ndarray, params: LayerParams | None = None, pad: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """ILM and BM rows (float, NaN where absent), each ``(n_bscans, width)``.
 
     ``bscans`` is ``(n_bscans, depth, width)`` or one ``(depth, width)`` B-scan, any intensity
-    scale; row 0 is the vitreous side.
+    scale; row 0 is the vitreous side. ``pad`` is ``padding_mask(bscans)`` when the caller
+    knows it (computed here when None).
     """
     p = params or LayerParams()
     single = bscans.ndim == 2
     raw = np.asarray(bscans[None] if single else bscans)
-    pad = padding_mask(raw)
-    x = _normalise(fill_padding(raw, pad) if pad.any() else raw)
-    n, depth, width = x.shape
+    pad = padding_mask(raw) if pad is None else np.asarray(pad, dtype=bool).reshape(raw.shape)
+    n, depth, width = raw.shape
     # ---- coarse grid: average A-scans laterally, halve axially
     fx = max(1, int(round(width / p.coarse_width)))
     fz = 2 if depth >= 128 else 1
     wc, dc = width // fx, depth // fz
-    xs = ndimage.gaussian_filter(x, sigma=(0, 1.0, 1.0))
-    coarse = xs[:, : dc * fz, : wc * fx].reshape(n, dc, fz, wc, fx).mean(axis=(2, 4))
+
+    def full_resolution(r: np.ndarray, pd: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Everything at full resolution for a chunk of B-scans (each B-scan on its own)."""
+        x = _normalise(fill_padding(r, pd) if pd.any() else r)
+        xs = ndimage.gaussian_filter(x, sigma=(0, 1.0, 1.0))
+        coarse = xs[:, : dc * fz, : wc * fx].reshape(len(x), dc, fz, wc, fx).mean(axis=(2, 4))
+        del xs
+        ok = _retina_present_chunk(x, p)
+        fine = ndimage.gaussian_filter(x, sigma=(0, 1.5, 2.0))
+        del x
+        gfine = np.gradient(fine, axis=1)
+        return coarse, ok, gfine, _abs_p99(gfine)
+
+    # chunks of ~16 B-scans bound the temporaries (4 full-resolution arrays per thread)
+    coarse, ok, gfine, gs = _per_bscan(full_resolution, raw, pad, chunks=-(-n // 16))
     coarse = ndimage.gaussian_filter(coarse, sigma=(0, 1.0, 1.5))
     bright = ndimage.gaussian_filter(coarse, sigma=(0, 2.0, 2.0))
     grad = np.gradient(coarse, axis=1)
-    ok = _retina_present(x, p)
     # ---- ILM (coarse): positive edge, penalise bright tissue above the candidate
     thr = _bright_threshold(bright, p.ilm_tissue_frac)
     above = np.cumsum(bright > thr, axis=1) - (bright > thr)
     gscale = np.maximum(np.percentile(np.abs(grad), 99, axis=(1, 2), keepdims=True), 1e-6)
     cost_ilm = -np.clip(grad, 0, None) / gscale + 0.15 * above
     jump_ilm = max(1, int(np.ceil(p.ilm_max_slope * fx / fz)))
-    ilm_c = _dp_path(cost_ilm.astype(np.float32), jump_ilm, 0.02)
+    ilm_c = _per_bscan(lambda c: _dp_path(c, jump_ilm, 0.02), cost_ilm.astype(np.float32))
     # ---- BM (coarse): negative edge under a bright band, below the ILM
     neg = np.clip(-grad, 0, None) / gscale
     band_above = _mean_above(coarse, max(3, 8 // fz))
@@ -172,16 +174,13 @@ def detect_layers(
     below = rows < (ilm_c[:, None, :] + max(2, p.min_thickness // fz))
     cost_bm = np.where(below, 5.0, cost_bm)
     jump_bm = max(1, int(np.ceil(p.bm_max_slope * fx / fz)))
-    bm_c = _dp_path(cost_bm.astype(np.float32), jump_bm, 0.05)
+    bm_c = _per_bscan(lambda c: _dp_path(c, jump_bm, 0.05), cost_bm.astype(np.float32))
     # ---- back to full resolution: interpolate columns, refine in a band
     cols_c = (np.arange(wc) + 0.5) * fx - 0.5
     cols = np.arange(width)
     ilm0 = np.stack([np.interp(cols, cols_c, (r + 0.5) * fz - 0.5) for r in ilm_c])
     bm0 = np.stack([np.interp(cols, cols_c, (r + 0.5) * fz - 0.5) for r in bm_c])
-    fine = ndimage.gaussian_filter(x, sigma=(0, 1.5, 2.0))
-    gfine = _per_bscan(lambda f: np.gradient(f, axis=1), fine)
-    del fine
-    gs = np.maximum(_per_bscan(_abs_p99, gfine), 1e-6)
+    gs = np.maximum(gs, 1e-6)
     half = 2 * fz + 3
     ilm = _refine(lambda g: np.clip(g, 0, None) / gs, gfine, ilm0, half, p.ilm_max_slope)
     bm = _refine(lambda g: np.clip(-g, 0, None) / gs, gfine, bm0, half, p.bm_max_slope)
@@ -218,7 +217,8 @@ def _refine(
     """
     band, rows = _band(grad, start, half)
     band = score(band)
-    path = _dp_path(-band.astype(np.float32), max(1, int(np.ceil(max_slope))), 0.02)
+    jump = max(1, int(np.ceil(max_slope)))
+    path = _per_bscan(lambda c: _dp_path(c, jump, 0.02), -band.astype(np.float32))
     r_int = np.take_along_axis(rows, path[:, None], 1)[:, 0]
     return _subpixel(score, grad, r_int)
 
@@ -248,22 +248,23 @@ def _bright_threshold(img: np.ndarray, frac: float = 0.4) -> np.ndarray:
     return lo + frac * (hi - lo)
 
 
-def _retina_present(x: np.ndarray, p: LayerParams) -> np.ndarray:
+def _retina_present_chunk(x: np.ndarray, p: LayerParams) -> np.ndarray:
     """Per B-scan: True when it holds a bright, laterally coherent band (not blank or noise)."""
+    ok = np.zeros(len(x), dtype=bool)
+    for i, img in enumerate(x):
+        if float(img.max() - img.min()) < 1e-3:
+            continue
+        # noise level: pixel-to-pixel differences; structure: lateral mean profile contrast
+        noise = float(np.median(np.abs(np.diff(img, axis=1)))) / 0.954 + 1e-6
+        prof = ndimage.uniform_filter1d(img.mean(axis=1), 5)
+        contrast = float(prof.max() - np.median(prof))
+        ok[i] = contrast / noise * np.sqrt(img.shape[1]) / 10 > p.min_contrast
+    return ok
 
-    def chunk(xc: np.ndarray) -> np.ndarray:
-        ok = np.zeros(len(xc), dtype=bool)
-        for i, img in enumerate(xc):
-            if float(img.max() - img.min()) < 1e-3:
-                continue
-            # noise level: pixel-to-pixel differences; structure: lateral mean profile contrast
-            noise = float(np.median(np.abs(np.diff(img, axis=1)))) / 0.954 + 1e-6
-            prof = ndimage.uniform_filter1d(img.mean(axis=1), 5)
-            contrast = float(prof.max() - np.median(prof))
-            ok[i] = contrast / noise * np.sqrt(img.shape[1]) / 10 > p.min_contrast
-        return ok
 
-    return _per_bscan(chunk, x)
+def _retina_present(x: np.ndarray, p: LayerParams) -> np.ndarray:
+    """:func:`_retina_present_chunk` of every B-scan of ``x`` on a few threads."""
+    return _per_bscan(lambda xc: _retina_present_chunk(xc, p), x)
 
 
 def retina_mask(ilm: np.ndarray, bm: np.ndarray, depth: int, margin_px: int = 8) -> np.ndarray:
@@ -283,12 +284,31 @@ class DetectLayers(Transform):
     def __init__(self, params: LayerParams | None = None) -> None:
         self.params = params or LayerParams()
 
-    def __call__(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return detect_layers(np.asarray(img), self.params)
+    def __call__(
+        self, img: np.ndarray, pad: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return detect_layers(np.asarray(img), self.params, pad)
+
+
+def refilled_padding(img: np.ndarray, source_pad: np.ndarray) -> np.ndarray:
+    """``padding_mask(img)`` for ``img`` = ``fill_padding(src, source_pad)``: B-scans without
+    padding in ``source_pad`` were not changed by the filling, so they have none in ``img``
+    either; only the others are searched again."""
+    img = np.asarray(img)
+    had = np.asarray(source_pad, dtype=bool).reshape(len(img), -1).any(axis=1)
+    pad = np.zeros(img.shape, dtype=bool)
+    if had.any():
+        pad[had] = padding_mask(img[had])
+    return pad
 
 
 class DetectLayersd(MapTransform):
-    """Dictionary transform: adds ``ilm``, ``bm`` and a retina ``mask`` for ``keys[0]``."""
+    """Dictionary transform: adds ``ilm``, ``bm`` and a retina ``mask`` for ``keys[0]``.
+
+    ``source_pad_key`` names the padding mask ``keys[0]`` was filled with (``FillPaddingd``
+    right before, nothing in between): then the padding search of :func:`detect_layers` runs
+    only on the B-scans that had padding (:func:`refilled_padding`, the same mask).
+    """
 
     def __init__(
         self,
@@ -298,16 +318,21 @@ class DetectLayersd(MapTransform):
         ilm_key: str = "ilm",
         bm_key: str = "bm",
         mask_key: str = "mask",
+        source_pad_key: str | None = None,
     ) -> None:
         super().__init__(keys)
         self.detector = DetectLayers(params)
         self.margin_px = margin_px
         self.ilm_key, self.bm_key, self.mask_key = ilm_key, bm_key, mask_key
+        self.source_pad_key = source_pad_key
 
     def __call__(self, data: Mapping[Hashable, np.ndarray]) -> dict[Hashable, np.ndarray]:
         d = dict(data)
         img = np.asarray(d[self.keys[0]])
-        ilm, bm = self.detector(img)
+        pad = None
+        if self.source_pad_key is not None and self.source_pad_key in d and img.ndim == 3:
+            pad = refilled_padding(img, d[self.source_pad_key])
+        ilm, bm = self.detector(img, pad)
         d[self.ilm_key], d[self.bm_key] = ilm, bm
         d[self.mask_key] = retina_mask(ilm, bm, img.shape[-2], self.margin_px)
         return d

@@ -94,7 +94,14 @@ def preprocessing_transform(
     steps += [
         FillPaddingd("image", pad_key="pad"),
         MedianDenoised("image", cfg.median_size),
-        DetectLayersd("image", margin_px=cfg.margin_px, params=params),
+        # the padding just filled tells which B-scans to search for padding again (none
+        # changed in between when the median filter is off)
+        DetectLayersd(
+            "image",
+            margin_px=cfg.margin_px,
+            params=params,
+            source_pad_key="pad" if cfg.median_size <= 1 else None,
+        ),
         PercentileWindowd("image", *cfg.percentiles, pad_key="pad"),
         CopyItemsd(("ilm", "bm"), names=("ilm_grid", "bm_grid")),
     ]

@@ -1,0 +1,41 @@
+"""Per-B-scan work on a few threads: numpy and scipy.ndimage release the GIL, so chunks of
+B-scans computed on their own threads use the cores, with the same values as one call."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+
+def workers(n: int) -> int:
+    """Threads for ``n`` B-scans: one per core, at most 8."""
+    return min(n, os.cpu_count() or 1, 8)
+
+
+def per_bscan(
+    fn: Callable[[np.ndarray], Any], x: np.ndarray, *more: np.ndarray, chunks: int | None = None
+) -> Any:
+    """``fn`` over chunks of B-scans on a few threads (numpy and scipy.ndimage release the GIL);
+    the results concatenated (each element of a tuple result on its own).
+
+    ``more`` arrays are split along with ``x`` and passed too. ``chunks`` (default: one per
+    thread) may be larger to bound the memory of ``fn``'s temporaries; every B-scan is
+    computed on its own, so the result is the same for any split.
+    """
+    n_threads = workers(len(x))
+    n_chunks = max(1, min(len(x), chunks or n_threads))
+    if n_chunks < 2:
+        return fn(x, *more)
+    parts = zip(*(np.array_split(a, n_chunks) for a in (x, *more)), strict=True)
+    if n_threads < 2:
+        out = [fn(*part) for part in parts]
+    else:
+        with ThreadPoolExecutor(n_threads) as pool:
+            out = list(pool.map(lambda part: fn(*part), parts))
+    if isinstance(out[0], tuple):
+        return tuple(np.concatenate(col) for col in zip(*out, strict=True))
+    return np.concatenate(out)
