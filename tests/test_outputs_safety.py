@@ -107,7 +107,9 @@ def test_another_inputs_results_are_not_replaced(tmp_path, mapped):
     assert choose_stem(out, "eye", src, {(str(out.resolve()), "eye")}) == "eye-2"
 
 
-def test_failure_while_writing_keeps_the_old_set(tmp_path, mapped, monkeypatch):
+@pytest.mark.parametrize("what", ["save_enface", "save_bscan_overlays"])
+def test_failure_while_writing_keeps_the_old_set(tmp_path, mapped, monkeypatch, what):
+    """Also when the B-scan overlays (written on a thread of their own) fail."""
     import octanomaly.report as report
 
     src, volume, result = mapped
@@ -118,9 +120,9 @@ def test_failure_while_writing_keeps_the_old_set(tmp_path, mapped, monkeypatch):
     def broken(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report, "save_enface", broken)
+    monkeypatch.setattr(report, what, broken)
     with pytest.raises(OSError, match="No space"):
-        write_outputs(result, volume, out, "eye")
+        write_outputs(result, volume, out, "eye", all_bscans=True)
     assert _tree(out) == before and not _hidden(out)
 
 

@@ -123,7 +123,7 @@ def describe_regions(
     n, depth, width = volume.shape
     sb, sa, sl = volume.spacing
     x_mm, y_mm = en_face_mm((n, width), volume.spacing, fovea)
-    data = np.asarray(volume.data, dtype=np.float32)
+    data = np.asarray(volume.data)  # region values become float32 (not the whole volume)
     ilm2, bm2 = np.atleast_2d(ilm), np.atleast_2d(bm)
     rows_all = np.arange(depth)[None, :, None]
     shell_struct = np.zeros((1, 3, 3), bool)
@@ -153,8 +153,8 @@ def describe_regions(
             rows_all[:, z0:z1] <= np.ceil(bm2[b0:b1, None, c0:c1]) + SHELL_PX
         )
         shell = grown & ~reg & in_retina
-        vals_in = data[box][reg]
-        vals_out = data[box][shell]
+        vals_in = data[box][reg].astype(np.float32)
+        vals_out = data[box][shell].astype(np.float32)
         if vals_out.size >= 5:
             spread = float(np.std(vals_out)) or 1.0
             contrast = float((vals_in.mean() - vals_out.mean()) / spread)

@@ -241,6 +241,16 @@ def save_bscan_overlay(
     return path
 
 
+def prepare_overlays(
+    items: Sequence[tuple[np.ndarray, ...]], spacing: Sequence[float], *, vmax: float
+) -> None:
+    """Draw and cache what :func:`save_bscan_overlays` shares between its threads (the colour
+    bar, with matplotlib; the fonts), on the calling thread."""
+    for b, *_ in items[:1]:
+        colorbar_strip(display_size(np.shape(b), (spacing[0], spacing[1]))[0], round(vmax, 6))
+    _font(11), _font(13)
+
+
 def save_bscan_overlays(
     items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str | Path, str]],
     spacing: Sequence[float],
@@ -256,8 +266,7 @@ def save_bscan_overlays(
     from concurrent.futures import ThreadPoolExecutor
 
     vmax = float(vmax)
-    for b, *_ in items[:1]:  # draw the cached colour bar once, outside the threads (matplotlib)
-        colorbar_strip(display_size(np.shape(b), (spacing[0], spacing[1]))[0], round(vmax, 6))
+    prepare_overlays(items, spacing, vmax=vmax)
 
     def one(item: tuple[np.ndarray, np.ndarray, np.ndarray, str | Path, str]) -> Path:
         bscan, anomaly, mask, path, title = item

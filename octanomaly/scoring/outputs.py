@@ -272,6 +272,34 @@ def write_outputs(
     return {k: out_dir / names[k] for k in written}
 
 
+def _start_overlays(
+    result: MapResult, volume: OCTVolume, folder: Path, all_bscans: bool, vmax: float
+) -> tuple[Any, Any] | None:
+    """Start writing the B-scan overlay PNGs into ``folder`` on a background thread:
+    ``(pool, future)``, or None when there are none to write."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from octanomaly.report import save_bscan_overlays
+    from octanomaly.report.overlays import prepare_overlays
+
+    show = range(volume.n_bscans) if all_bscans else result.flagged
+    if not show:
+        return None
+    folder.mkdir()
+    flagged = set(result.flagged)
+    items = []
+    for i in show:
+        score = result.bscan_scores[i]
+        title = f"B-scan {i}" + (f"  score {score:.2f}" if np.isfinite(score) else "")
+        if i in flagged:
+            title += "  FLAGGED"
+        png = folder / f"bscan_{i:04d}.png"
+        items.append((volume.data[i], result.anomaly[i], result.mask[i], png, title))
+    prepare_overlays(items, volume.spacing[1:], vmax=vmax)  # matplotlib and fonts: this thread
+    pool = ThreadPoolExecutor(1)
+    return pool, pool.submit(save_bscan_overlays, items, volume.spacing[1:], vmax=vmax)
+
+
 def _write_set(
     result: MapResult,
     volume: OCTVolume,
@@ -290,45 +318,40 @@ def _write_set(
     from octanomaly.io import nifti
     from octanomaly.io.atomic import write_text
     from octanomaly.io.manifest import empty_manifest, file_records, seal
-    from octanomaly.report import (
-        anomalous_volume_mm3,
-        save_bscan_overlays,
-        save_enface,
-        write_parametric_map,
-    )
+    from octanomaly.report import anomalous_volume_mm3, save_enface, write_parametric_map
     from octanomaly.report.summary import summary_text
 
     paths = {k: tmp / n for k, n in names.items()}
     written: dict[str, Path] = {}
     notes: dict[str, str] = {}
 
-    written["volume"] = nifti.write_volume(volume, paths["volume"])
-    written["anomaly"] = nifti.write_map(
-        result.anomaly, volume, paths["anomaly"], "octanomaly anomaly z-score"
-    )
-    written["mask"] = nifti.write_map(result.mask, volume, paths["mask"], "octanomaly mask")
-    if findings is None:
-        findings = volume_findings(result, volume)
-    written.update(write_findings(findings, volume, paths["regions_csv"], paths["regions_labels"]))
+    # the B-scan overlays (the largest part: one PNG per flagged B-scan, on threads of their
+    # own) are drawn while this thread writes the NIfTI files, the findings and the en-face
+    # PNG; every file is the same as when they are written one after the other
     vmax = max(float(result.anomaly.max(initial=0.0)), 2.0 * max(result.threshold, 0.5))
-    written["enface"] = save_enface(
-        volume.data, result.anomaly, volume.spacing, paths["enface"],
-        threshold=result.threshold, flagged=result.flagged, vmax=vmax,
-        thickness=findings.thickness, fovea=findings.fovea.position, laterality=volume.laterality,
-    )  # fmt: skip
-    show = range(volume.n_bscans) if all_bscans else result.flagged
-    if show:
-        paths["bscans"].mkdir()
-        flagged = set(result.flagged)
-        items = []
-        for i in show:
-            score = result.bscan_scores[i]
-            title = f"B-scan {i}" + (f"  score {score:.2f}" if np.isfinite(score) else "")
-            if i in flagged:
-                title += "  FLAGGED"
-            png = paths["bscans"] / f"bscan_{i:04d}.png"
-            items.append((volume.data[i], result.anomaly[i], result.mask[i], png, title))
-        save_bscan_overlays(items, volume.spacing[1:], vmax=vmax)
+    overlays = _start_overlays(result, volume, paths["bscans"], all_bscans, vmax)
+    try:
+        written["volume"] = nifti.write_volume(volume, paths["volume"])
+        written["anomaly"] = nifti.write_map(
+            result.anomaly, volume, paths["anomaly"], "octanomaly anomaly z-score"
+        )
+        written["mask"] = nifti.write_map(result.mask, volume, paths["mask"], "octanomaly mask")
+        if findings is None:
+            findings = volume_findings(result, volume)
+        written.update(
+            write_findings(findings, volume, paths["regions_csv"], paths["regions_labels"])
+        )
+        written["enface"] = save_enface(
+            volume.data, result.anomaly, volume.spacing, paths["enface"],
+            threshold=result.threshold, flagged=result.flagged, vmax=vmax,
+            thickness=findings.thickness, fovea=findings.fovea.position,
+            laterality=volume.laterality,
+        )  # fmt: skip
+    finally:
+        if overlays is not None:
+            overlays[0].shutdown(wait=True)  # never leave it writing into the folder
+    if overlays is not None:
+        overlays[1].result()  # the overlays' error, if any
         written["bscans"] = paths["bscans"]
     if _dicom_pm_possible(volume):
         try:
