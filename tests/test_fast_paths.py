@@ -61,6 +61,11 @@ def _one_call(fn, x, *more, chunks=None):
     return fn(x, *more)
 
 
+def _one_range(fn, n, chunks=None):
+    """``per_range`` without threads or chunks."""
+    return [fn(slice(0, n))]
+
+
 def _wedged(volume) -> np.ndarray:
     """B-scans with saturated export wedges in two corners (Kermany-like padding)."""
     x = volume.data.astype(np.float32).copy()
@@ -87,7 +92,9 @@ def test_threaded_layers_and_window_equal_one_call(volume, monkeypatch) -> None:
         fast = run()
         with monkeypatch.context() as m:
             m.setattr(layers, "_per_bscan", _one_call)
+            m.setattr(layers, "_per_range", _one_range)
             m.setattr(_threads, "per_bscan", _one_call)
+            m.setattr(_threads, "per_range", _one_range)
             slow = run()
         for a, b in zip(fast[0], slow[0], strict=True):
             np.testing.assert_array_equal(a, b)
@@ -115,3 +122,21 @@ def test_padding_searched_once_gives_the_same_preprocessing(volume, monkeypatch)
         slow = preprocess_volume(vol, cfg)
     for k in ("image", "mask", "ilm", "bm", "flatten_shifts"):
         np.testing.assert_array_equal(fast[k], slow[k])
+
+
+def test_row_gradient_and_window_equal_the_numpy_formulas(volume) -> None:
+    from octanomaly.transforms.intensity import percentile_window
+    from octanomaly.transforms.layers import _row_gradient
+
+    rng = np.random.default_rng(1)
+    for f in (
+        volume.data.astype(np.float32),
+        rng.normal(size=(3, 2, 5)).astype(np.float32),
+        rng.normal(size=(2, 7, 4)).astype(np.float32) * 1e3,
+    ):
+        out = np.full(f.shape, np.nan, dtype=np.float32)
+        np.testing.assert_array_equal(_row_gradient(f, out), np.gradient(f, axis=1))
+        # the window before issue 13: one whole-array expression
+        lo, hi = np.percentile(f.ravel(), [1.0, 99.5])
+        plain = np.clip((f - lo) * np.float32(2.0 / (hi - lo)) - 1.0, -1.0, 1.0)
+        np.testing.assert_array_equal(percentile_window(f), plain.astype(np.float32))

@@ -39,3 +39,16 @@ def per_bscan(
     if isinstance(out[0], tuple):
         return tuple(np.concatenate(col) for col in zip(*out, strict=True))
     return np.concatenate(out)
+
+
+def per_range(fn: Callable[[slice], Any], n: int, chunks: int | None = None) -> list[Any]:
+    """``fn(slice)`` for consecutive ranges of ``n`` B-scans on a few threads; the results in
+    order. For work that writes into a preallocated output (no concatenation afterwards)."""
+    n_threads = workers(n)
+    n_chunks = max(1, min(n, chunks or n_threads))
+    bounds = np.linspace(0, n, n_chunks + 1).round().astype(int)
+    ranges = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    if n_threads < 2 or n_chunks < 2:
+        return [fn(r) for r in ranges]
+    with ThreadPoolExecutor(n_threads) as pool:
+        return list(pool.map(fn, ranges))

@@ -109,18 +109,23 @@ def percentile_window(
     lo, hi = np.percentile(sample.ravel()[::step], [lower, upper])
     if not np.isfinite(hi - lo) or hi - lo <= 0:
         return np.full(x.shape, -1.0, dtype=np.float32)
-    from octanomaly.transforms._threads import per_bscan
+    from octanomaly.transforms._threads import per_range
 
     scale = np.float32(2.0 / (hi - lo))
+    out = np.empty(x.shape, dtype=np.float32)
 
-    def window(xc: np.ndarray) -> np.ndarray:
+    def window(b: slice | tuple) -> None:
         # in place, chunk by chunk: the values of ``clip((x - lo) * scale - 1, -1, 1)``
-        y = xc - lo
+        y = x[b] - lo
         y *= scale
         y -= 1.0
-        return np.clip(y, -1.0, 1.0, out=y).astype(np.float32)
+        out[b] = np.clip(y, -1.0, 1.0, out=y)
 
-    return per_bscan(window, x, chunks=-(-len(x) // 16)) if x.ndim == 3 else window(x)
+    if x.ndim == 3:
+        per_range(window, len(x), chunks=-(-len(x) // 16))
+    else:
+        window(())
+    return out
 
 
 def median_denoise(x: np.ndarray, size: int = 3) -> np.ndarray:

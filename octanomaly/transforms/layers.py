@@ -28,6 +28,7 @@ from monai.transforms import MapTransform, Transform
 from scipy import ndimage
 
 from octanomaly.transforms._threads import per_bscan as _per_bscan
+from octanomaly.transforms._threads import per_range as _per_range
 from octanomaly.transforms.intensity import fill_padding, padding_mask
 
 
@@ -111,6 +112,19 @@ def _normalise(bscans: np.ndarray) -> np.ndarray:
     return np.clip(x, 0, 1.5, out=x)
 
 
+def _row_gradient(f: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``np.gradient(f, axis=1)`` (unit spacing, first-order edges) written into ``out``:
+    the same operations, without the temporary the size of ``f``."""
+    if f.shape[1] < 2:
+        out[...] = np.gradient(f, axis=1)
+        return out
+    np.subtract(f[:, 2:], f[:, :-2], out=out[:, 1:-1])
+    out[:, 1:-1] /= 2.0
+    np.subtract(f[:, 1], f[:, 0], out=out[:, 0])
+    np.subtract(f[:, -1], f[:, -2], out=out[:, -1])
+    return out
+
+
 def _abs_p99(g: np.ndarray) -> np.ndarray:
     """99th percentile of ``|g|`` per B-scan, ``(n, 1, 1)``."""
     return np.percentile(np.abs(g), 99, axis=(1, 2), keepdims=True)
@@ -135,8 +149,11 @@ def detect_layers(
     fz = 2 if depth >= 128 else 1
     wc, dc = width // fx, depth // fz
 
-    def full_resolution(r: np.ndarray, pd: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Everything at full resolution for a chunk of B-scans (each B-scan on its own)."""
+    gfine = np.empty(raw.shape, dtype=np.float32)
+
+    def full_resolution(b: slice) -> tuple[np.ndarray, ...]:
+        """Everything at full resolution for B-scans ``b`` (each B-scan on its own)."""
+        r, pd = raw[b], pad[b]
         x = _normalise(fill_padding(r, pd) if pd.any() else r)
         xs = ndimage.gaussian_filter(x, sigma=(0, 1.0, 1.0))
         coarse = xs[:, : dc * fz, : wc * fx].reshape(len(x), dc, fz, wc, fx).mean(axis=(2, 4))
@@ -144,11 +161,12 @@ def detect_layers(
         ok = _retina_present_chunk(x, p)
         fine = ndimage.gaussian_filter(x, sigma=(0, 1.5, 2.0))
         del x
-        gfine = np.gradient(fine, axis=1)
-        return coarse, ok, gfine, _abs_p99(gfine)
+        _row_gradient(fine, out=gfine[b])
+        return coarse, ok, _abs_p99(gfine[b])
 
-    # chunks of ~16 B-scans bound the temporaries (4 full-resolution arrays per thread)
-    coarse, ok, gfine, gs = _per_bscan(full_resolution, raw, pad, chunks=-(-n // 16))
+    # chunks of ~16 B-scans bound the temporaries (3 full-resolution arrays per thread)
+    parts = _per_range(full_resolution, n, chunks=-(-n // 16))
+    coarse, ok, gs = (np.concatenate(col) for col in zip(*parts, strict=True))
     coarse = ndimage.gaussian_filter(coarse, sigma=(0, 1.0, 1.5))
     bright = ndimage.gaussian_filter(coarse, sigma=(0, 2.0, 2.0))
     grad = np.gradient(coarse, axis=1)
