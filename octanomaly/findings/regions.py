@@ -139,7 +139,9 @@ def describe_regions(
         box = (slice(b0, b1), slice(z0, z1), slice(c0, c1))
         reg = labels[box] == rid
         bi, zi, ci = np.nonzero(reg)
-        bi, zi, ci = bi + b0, zi + z0, ci + c0
+        bi += b0  # in place: no second set of index arrays
+        zi += z0
+        ci += c0
         nvox = int(bi.size)
         z_vals = anomaly[bi, zi, ci]
         top, bot = ilm2[bi, ci], bm2[bi, ci]
