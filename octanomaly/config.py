@@ -118,6 +118,20 @@ def default_config_path(model: str) -> Path:
     return CONFIG_DIR / f"{model}.yaml"
 
 
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with the package (``fanogan``, ``fanogan-cpu``, ...)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """``path`` itself, or for a bare name (``fanogan-cpu``) that is no file here the shipped
+    ``configs/<name>.yaml``, so installed packages find their configs from any folder."""
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and p.name == str(path) and p.name in shipped_configs():
+        return default_config_path(p.name)
+    return p
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     parts = []
     for e in err.errors()[:3]:
@@ -173,6 +187,7 @@ def load_config(
         path = default_config_path(name)
         data = read_yaml(path) if path.is_file() else {"model": {"name": name}}
     else:
+        path = resolve_config_path(path)
         data = read_yaml(path)
     section = data.get("model")
     if section is None:
