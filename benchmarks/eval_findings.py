@@ -3,15 +3,17 @@
 Usage::
 
     python benchmarks/eval_findings.py phantom OUT [--model RUN] [--n 12]
-    python benchmarks/eval_findings.py kermany OUT [--model RUN] [--per-class 30]
+    python benchmarks/eval_findings.py kermany OUT [--model RUN] [--per-class 30] [--normal]
     python benchmarks/eval_findings.py drusen OUT [--model RUN]
 
 * ``phantom``: ``--n`` phantom volumes (DICOM OPT, 16 B-scans of 496x512, mixed lesion types)
   are mapped as a cohort. A phantom lesion (3-D component of one type's mask) is detected when a
   region touches it; a region touching no lesion is a false region. Adjusted Rand index of the
   clusters against the lesion type each true region overlaps most.
-* ``kermany``: the first ``--per-class`` B-scans of kermany/dev CNV, DME and DRUSEN as a cohort
-  of single B-scans; purity of the clusters against the image class of each region.
+* ``kermany``: the first ``--per-class`` B-scans (0: all) of kermany/dev CNV, DME and DRUSEN
+  (``--normal``: and NORMAL) as a cohort of single B-scans; purity of the clusters against the
+  image class of each region, beside the purity a random assignment with the same cluster sizes
+  reaches (mean of 200 shuffles) and the largest class share.
 * ``drusen``: the Spectralis drusen volume; fraction of region voxels in the RPE-BM band and
   on the expert drusen mask, fovea.
 
@@ -73,7 +75,7 @@ def phantom(out: Path, model: Path, n: int) -> dict:
     detected = Counter()
     total = Counter()
     false_regions = 0
-    types, labels = [], []
+    types, labels, region_type = [], [], {}
     for name, masks in truth.items():
         lab_img = load_volume(out / "cohort" / "volumes" / name / f"{name}_regions.nii.gz").data
         for kind in LESION_TYPES:
@@ -89,6 +91,9 @@ def phantom(out: Path, model: Path, n: int) -> dict:
                 continue
             types.append(LESION_TYPES[int(np.argmax(overlap))])
             labels.append(clusters[(name, int(rid))])
+            region_type[(name, int(rid))] = types[-1]
+    # the true type of every region in clusters.csv order (null: a false region), for re-clustering
+    (out / "region_types.json").write_text(json.dumps([region_type.get(k) for k in clusters]))
     table = Counter(zip(types, labels, strict=True))
     return {
         "volumes": n,
@@ -111,23 +116,45 @@ def _csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def kermany(out: Path, model: Path, per_class: int) -> dict:
+def purity(truth: list[str], labels: np.ndarray) -> float:
+    """Share of regions whose cluster's most common true class is their own."""
+    by = Counter(zip(truth, np.asarray(labels).tolist(), strict=True))
+    best = Counter()
+    for (_, k), v in by.items():
+        best[k] = max(best[k], v)
+    return sum(best.values()) / max(len(truth), 1)
+
+
+def chance_purity(truth: list[str], labels: np.ndarray, n: int = 200, seed: int = 0) -> float:
+    """Mean purity of ``n`` random assignments with the same cluster sizes (shuffled labels)."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([purity(truth, rng.permutation(labels)) for _ in range(n)]))
+
+
+def kermany(out: Path, model: Path, per_class: int, normal: bool = False) -> dict:
     listing = out / "kermany.csv"
     out.mkdir(parents=True, exist_ok=True)
     rows = ["path"]
-    for cls in ("CNV", "DME", "DRUSEN"):
-        files = sorted((DATA / "kermany" / "dev" / cls).glob("*.jpeg"))[:per_class]
+    for cls in ("CNV", "DME", "DRUSEN", *(("NORMAL",) if normal else ())):
+        files = sorted((DATA / "kermany" / "dev" / cls).glob("*.jpeg"))[: per_class or None]
         rows += [str(f) for f in files]
     listing.write_text("\n".join(rows) + "\n")
     res, secs = _cohort([listing], out, model)
     clusters = _csv(out / "cohort" / "clusters.csv")
-    by = Counter((r["volume"].split("-")[0], int(r["cluster"])) for r in clusters)
-    purity = sum(max(v for (c, k), v in by.items() if k == kk) for kk in {k for _, k in by})
+    classes = [r["volume"].split("-")[0] for r in clusters]
+    labels = np.array([int(r["cluster"]) for r in clusters])
+    by = Counter(zip(classes, labels.tolist(), strict=True))
+    abnormal = np.array([c != "NORMAL" for c in classes], bool)
+    ab_classes = [c for c in classes if c != "NORMAL"]
     return {
         "images": len(rows) - 1,
         "seconds": round(secs, 1),
         "regions": len(clusters),
-        "purity": round(purity / max(len(clusters), 1), 3),
+        "purity": round(purity(classes, labels), 3),
+        "chance_purity": round(chance_purity(classes, labels), 3),
+        "largest_class_share": round(max(Counter(classes).values()) / max(len(classes), 1), 3),
+        "purity_abnormal_regions": round(purity(ab_classes, labels[abnormal]), 3),
+        "chance_purity_abnormal_regions": round(chance_purity(ab_classes, labels[abnormal]), 3),
         "class_by_cluster": {f"{c}->{k}": v for (c, k), v in sorted(by.items())},
         "regions_per_class": dict(Counter(r["volume"].split("-")[0] for r in clusters)),
         "clustering": json.loads((out / "cohort" / "clusters.json").read_text())["clustering"],
@@ -168,7 +195,8 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--model", default=None)
     ap.add_argument("--n", type=int, default=12)
-    ap.add_argument("--per-class", type=int, default=30)
+    ap.add_argument("--per-class", type=int, default=30, help="B-scans per class; 0: all")
+    ap.add_argument("--normal", action="store_true", help="kermany: NORMAL B-scans too")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     a = ap.parse_args()
     globals()["DATA"] = a.data
@@ -176,7 +204,7 @@ def main() -> None:
     if a.what == "phantom":
         result = phantom(a.out, model, a.n)
     elif a.what == "kermany":
-        result = kermany(a.out, model, a.per_class)
+        result = kermany(a.out, model, a.per_class, a.normal)
     else:
         result = drusen(a.out, model)
     result = {"what": a.what, "model": str(model), "date": time.strftime("%Y-%m-%d"), **result}
