@@ -1,0 +1,122 @@
+"""k-means with k by silhouette (the product's clustering) against HDBSCAN, on cohorts already run.
+
+Usage::
+
+    python benchmarks/compare_clustering.py kermany OUT/cohort     # after eval_findings.py kermany
+    python benchmarks/compare_clustering.py phantom OUT/cohort     # after eval_findings.py phantom
+    python benchmarks/compare_clustering.py exact                  # phantom lesion masks as regions
+
+Re-clusters the regions and features a cohort folder holds (no mapping again) with the same
+embedding (:func:`octanomaly.findings.cluster.region_embedding`). HDBSCAN
+(``sklearn.cluster.HDBSCAN``, deterministic) for several ``min_cluster_size``; its noise either
+kept as one more group (``noise``) or given the cluster of the nearest clustered region
+(``assign``, so every region has a cluster as in the product). kermany: purity against the image
+class (and a chance purity: same cluster sizes, shuffled); phantom: adjusted Rand index against
+the lesion type of each true region (``OUT/region_types.json``); exact: the six phantoms of
+``test_clusters_recover_phantom_lesion_types``, descriptors only. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_findings import chance_purity, purity  # noqa: E402
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def load_cohort(out: Path):
+    """Regions (clusters.csv order), their features and the product's cluster labels."""
+    rows = _rows(out / "clusters.csv")
+    regions, feats = [], []
+    for v in dict.fromkeys(r["volume"] for r in rows):
+        rs = _rows(out / "volumes" / v / f"{v}_regions.csv")
+        with np.load(out / "volumes" / v / f"{v}_features.npz") as z:
+            feats.append(z["features"])
+        regions += [{**r, "volume": v} for r in rs]
+    assert [(r["volume"], r["region_id"]) for r in regions] == [
+        (r["volume"], r["region_id"]) for r in rows]  # fmt: skip
+    return regions, np.concatenate(feats), np.array([int(r["cluster"]) for r in rows])
+
+
+def hdbscan(emb: np.ndarray, min_size: int, assign: bool) -> np.ndarray:
+    """HDBSCAN labels; ``assign``: noise (-1) takes the nearest clustered region's cluster."""
+    from sklearn.cluster import HDBSCAN
+    from sklearn.neighbors import NearestNeighbors
+
+    lab = HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(emb)
+    core, noise = np.flatnonzero(lab >= 0), np.flatnonzero(lab < 0)
+    if assign and len(core) and len(noise):
+        nn = NearestNeighbors(n_neighbors=1).fit(emb[core])
+        lab[noise] = lab[core[nn.kneighbors(emb[noise])[1][:, 0]]]
+    return lab
+
+
+def exact_phantoms():
+    from octanomaly.data.phantom import LESION_TYPES, make_phantom
+    from octanomaly.findings.regions import find_regions
+
+    regions, truth = [], []
+    kinds = ["cyst,hrf", "drusen,hrf", "srf,drusen", "cyst,srf", "all", "drusen,cyst"]
+    for seed, lesions in enumerate(kinds):
+        ph = make_phantom(seed, lesions=lesions, n_bscans=16, depth=256, width=256,
+                          spacing=(0.12, 0.0078, 0.0224))  # fmt: skip
+        m = ph.lesion_mask
+        f = find_regions(m, m * 5.0, ph.volume, ph.ilm, ph.bm)
+        for r in f.regions:
+            lab = f.labels == r["region_id"]
+            truth.append(LESION_TYPES[int(np.argmax([(ph.masks[k] & lab).sum()
+                                                     for k in LESION_TYPES]))])  # fmt: skip
+            regions.append(r)
+    return regions, truth
+
+
+def main() -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    from octanomaly.findings.cluster import cluster_regions, region_embedding
+
+    what = sys.argv[1]
+    if what == "exact":
+        regions, truth = exact_phantoms()
+        feats, product = None, cluster_regions(regions).labels
+    else:
+        out = Path(sys.argv[2])
+        regions, feats, product = load_cohort(out)
+        truth = ([r["volume"].split("-")[0] for r in regions] if what == "kermany"
+                 else json.loads((out.parent / "region_types.json").read_text()))  # fmt: skip
+    emb = region_embedding(regions, feats)
+    n = len(regions)
+    methods = {"kmeans-silhouette": product}
+    for size in sorted({5, 10, 20, max(5, int(np.sqrt(n / 2)))}):
+        for assign in (True, False):
+            methods[f"hdbscan-min{size}-{'assign' if assign else 'noise'}"] = hdbscan(
+                emb, size, assign
+            )
+    sel = [i for i, t in enumerate(truth) if t]  # phantom: true regions only
+    result = {"what": what, "regions": n, "scored_regions": len(sel)}
+    for name, lab in methods.items():
+        t, lab = [truth[i] for i in sel], lab[sel]
+        kept = lab[lab >= 0]
+        row = {"k": len(set(kept.tolist())), "noise": int((lab < 0).sum()),
+               "sizes": np.bincount(kept).tolist() if len(kept) else []}  # fmt: skip
+        if what == "kermany":
+            row |= {"purity": round(purity(t, lab), 3),
+                    "chance_purity": round(chance_purity(t, lab), 3)}  # fmt: skip
+        else:
+            row["adjusted_rand_index"] = round(float(adjusted_rand_score(t, lab)), 3)
+        result[name] = row
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
