@@ -44,9 +44,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src), cwd=tmp)
     (wheel,) = (tmp / "dist").glob("octanomaly-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for model in MODELS:
-        assert f"octanomaly/configs/{model}.yaml" in names
-    assert "octanomaly/bundled/ganomaly/model.safetensors" in names
+    for model in MODELS:  # each method: its configs and its bundled, calibrated, carded run
+        assert {f"octanomaly/configs/{model}.yaml", f"octanomaly/configs/{model}-cpu.yaml"} <= names
+        for f in ("model.safetensors", "config.yaml", "calibration.json", "normative.safetensors",
+                  "feature_bank.safetensors", "MODEL_CARD.md"):  # fmt: skip
+            assert f"octanomaly/bundled/{model}/{f}" in names
     site = tmp / "site"
     _pip("install", "--no-deps", "--no-index", "--target", str(site), str(wheel), cwd=tmp)
     return site
