@@ -61,25 +61,6 @@ def hdbscan(emb: np.ndarray, min_size: int, assign: bool) -> np.ndarray:
     return lab
 
 
-def exact_phantoms():
-    from octanomaly.data.phantom import LESION_TYPES, make_phantom
-    from octanomaly.findings.regions import find_regions
-
-    regions, truth = [], []
-    kinds = ["cyst,hrf", "drusen,hrf", "srf,drusen", "cyst,srf", "all", "drusen,cyst"]
-    for seed, lesions in enumerate(kinds):
-        ph = make_phantom(seed, lesions=lesions, n_bscans=16, depth=256, width=256,
-                          spacing=(0.12, 0.0078, 0.0224))  # fmt: skip
-        m = ph.lesion_mask
-        f = find_regions(m, m * 5.0, ph.volume, ph.ilm, ph.bm)
-        for r in f.regions:
-            lab = f.labels == r["region_id"]
-            truth.append(LESION_TYPES[int(np.argmax([(ph.masks[k] & lab).sum()
-                                                     for k in LESION_TYPES]))])  # fmt: skip
-            regions.append(r)
-    return regions, truth
-
-
 def main() -> None:
     from sklearn.metrics import adjusted_rand_score
 
@@ -87,7 +68,9 @@ def main() -> None:
 
     what = sys.argv[1]
     if what == "exact":
-        regions, truth = exact_phantoms()
+        from octanomaly.evaluation.phantom_regions import lesion_mask_regions
+
+        regions, truth = lesion_mask_regions()
         feats, product = None, cluster_regions(regions).labels
     else:
         out = Path(sys.argv[2])

@@ -14,8 +14,8 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
-from octanomaly.data.phantom import LESION_TYPES, make_phantom
-from octanomaly.findings import find_regions
+from octanomaly.data.phantom import make_phantom
+from octanomaly.evaluation.phantom_regions import lesion_mask_regions
 from octanomaly.findings.cluster import cluster_regions, max_k
 from octanomaly.findings.cohort import expand_inputs, run_cohort, volume_names
 from octanomaly.io.nifti import write_volume
@@ -140,17 +140,7 @@ def test_inputs_from_folders_globs_and_csv(tmp_path, cohort_inputs):
 
 def test_clusters_recover_phantom_lesion_types():
     """From exact lesion masks, descriptors alone separate the four phantom lesion types."""
-    regions, truth = [], []
-    kinds = ["cyst,hrf", "drusen,hrf", "srf,drusen", "cyst,srf", "all", "drusen,cyst"]
-    for seed, lesions in enumerate(kinds):
-        ph = make_phantom(seed, lesions=lesions, n_bscans=16, depth=256, width=256,
-                          spacing=(0.12, 0.0078, 0.0224))  # fmt: skip
-        m = ph.lesion_mask
-        f = find_regions(m, m * 5.0, ph.volume, ph.ilm, ph.bm)
-        for r in f.regions:
-            lab = f.labels == r["region_id"]
-            truth.append(int(np.argmax([(ph.masks[k] & lab).sum() for k in LESION_TYPES])))
-            regions.append(r)
+    regions, truth = lesion_mask_regions()
     c = cluster_regions(regions)
     assert max(c.silhouette) == max_k(len(regions)) == 7  # k tried up to sqrt(n / 2)
     assert c.k >= 3
