@@ -36,7 +36,7 @@ def _variant(run_dir: Path, work: Path, init: str, steps: int) -> Path:
     dst.mkdir(parents=True)
     shutil.copy2(run_dir / "model.safetensors", dst / "model.safetensors")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    cfg["model"]["mapping"].update(init=init, steps=max(steps, 1) if steps else 1)
+    cfg["model"]["mapping"].update(init=init, steps=max(steps, 1))
     if steps == 0:  # the starting code only: one step of lr 0 (the loop needs one)
         cfg["model"]["mapping"]["lr"] = 1e-12
     (dst / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")

@@ -127,9 +127,13 @@ def resolve_config_path(path: str | Path) -> Path:
     """``path`` itself, or for a bare name (``fanogan-cpu``) that is no file here the shipped
     ``configs/<name>.yaml``, so installed packages find their configs from any folder."""
     p = Path(path)
-    if not p.exists() and p.suffix == "" and p.name == str(path) and p.name in shipped_configs():
-        return default_config_path(p.name)
-    return p
+    if p.exists() or p.suffix or p.name != str(path):
+        return p
+    if p.name not in shipped_configs():
+        raise ConfigError(
+            f"{path}: no such config file or shipped config ({', '.join(shipped_configs())})"
+        )
+    return default_config_path(p.name)
 
 
 def _format_error(err: ValidationError, source: str) -> str:

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from octanomaly.config import CONFIG_DIR, RunConfig, TrainingConfig, load_config
+from octanomaly.errors import ConfigError
 from octanomaly.models import MODELS, build_model
 from octanomaly.training import TensorSampler, train
 from octanomaly.transforms.augment import AugmentConfig, augment
@@ -171,6 +172,8 @@ def test_every_method_has_a_cpu_config_found_by_name(tmp_path, monkeypatch):
         cfg = load_config(f"{name}-cpu")
         assert cfg.model.name == name and cfg.preprocessing.patch_size == 32
         assert cfg == load_config(CONFIG_DIR / f"{name}-cpu.yaml")
+    with pytest.raises(ConfigError, match="nosuch: no such config file or shipped .*fanogan-cpu"):
+        load_config("nosuch")
 
 
 def test_cpu_training_of_a_gpu_config_suggests_the_cpu_one(tmp_path):
