@@ -9,7 +9,7 @@ callback of the loop with its loss columns; it stays there.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -27,12 +27,16 @@ def progress_bar(enabled: bool = True) -> Iterator[Any]:
         yield bar
 
 
-def track(items: Sequence[T], description: str, min_items: int = 20) -> Sequence[T] | Iterator[T]:
-    """``items`` with a transient bar on stderr when it is a terminal and ``items`` is long."""
+def track(
+    items: Iterable[T], description: str, min_items: int = 20, total: int | None = None
+) -> Iterable[T]:
+    """``items`` with a transient bar on stderr when it is a terminal and ``items`` is long
+    (``total``: the length of an iterator, e.g. results of a thread pool, in order)."""
     from rich.console import Console
     from rich.progress import track as rich_track
 
     console = Console(stderr=True)
-    if not console.is_terminal or len(items) < min_items:
+    n = len(items) if total is None else total  # type: ignore[arg-type]
+    if not console.is_terminal or n < min_items:
         return items
-    return rich_track(items, description=description, console=console, transient=True)
+    return rich_track(items, description=description, total=n, console=console, transient=True)

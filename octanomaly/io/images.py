@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +106,10 @@ def read(path: Path) -> OCTVolume:
         files = _candidates(path)
         if not files:
             raise InputError(path, "folder holds no PNG/TIFF/JPEG/BMP images")
-        frames = [_read_single(f, notes) for f in track(files, f"reading {path.name}")]
+        # Pillow decodes with the GIL released: a few threads read the files (in order)
+        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+            decoded = pool.map(lambda f: _read_single(f, notes), files)
+            frames = list(track(decoded, f"reading {path.name}", total=len(files)))
         _check_same(files, frames, path)
         data = np.stack(frames)
         n_files = len(files)
