@@ -1,16 +1,19 @@
-"""Feature-bank channel: its fusion weight chosen on dev-A, reported on dev-B and all of dev.
+"""Fusion weights (feature bank, residual) chosen on dev-A, reported on dev-B and all of dev.
 
     python benchmarks/feature_bank_weight.py [RUN_DIR] [--out /tmp/octanomaly-bank-run]
+        [--healthy all|B] [--residual-weights 0.25 ...] [--json PATH]
 
-Calibrates RUN_DIR (default: the bundled model) into ``--out`` on the 85 native
-``kermany/train/NORMAL`` B-scans through the product's one path (``calibrate_run``: normative
-model, feature bank of healthy patch embeddings, out-of-fold healthy distances by patient), then
-scores every ``kermany/dev`` B-scan and the Spectralis drusen volume with the product's own
-pipeline, keeping each channel's z-map. Each bank weight (intensity 1, residual 0.25 fixed) then
-gives a B-scan score (p99.5 of the fused map in the scoring region): image AUROC on dev-A /
-dev-B (patients split by a CRC32 hash of their id, as in ``ablation_normative.py``) and all of
-dev, per class, 512-wide only; drusen pixel AUROC inside the retina and A-scan AUROC in the
-flattened grid. Writes ``benchmarks/results/feature-bank-weight.json``.
+Calibrates RUN_DIR (default: the bundled model) into ``--out`` on the native
+``kermany/train/NORMAL`` B-scans (all 85, or ``--healthy B``: the patient-hash half B, 36
+B-scans the bundled f-AnoGAN and AnoGAN never trained on) through the product's one path
+(``calibrate_run``: normative model, feature bank of healthy patch embeddings, out-of-fold
+healthy distances by patient), then scores every ``kermany/dev`` B-scan and the Spectralis
+drusen volume with the product's own pipeline, keeping each channel's z-map. Each pair of
+residual weight (``--residual-weights``) and bank weight (intensity 1) gives a B-scan score
+(p99.5 of the fused map in the scoring region): image AUROC on dev-A / dev-B (patients split
+by a CRC32 hash of their id, as in ``ablation_normative.py``) and all of dev, per class,
+512-wide only; drusen pixel AUROC inside the retina and A-scan AUROC in the flattened grid.
+Writes ``--json`` (default ``benchmarks/results/feature-bank-weight.json``).
 """
 
 from __future__ import annotations
@@ -77,11 +80,11 @@ def channel_z(run, vol) -> dict:
     return {"z": z, "region": region, "shifts": prep["flatten_shifts"], "width": vol.shape[2]}
 
 
-def fused_bscan(z: dict, region: np.ndarray, w_bank, q: float = 99.5):
+def fused_bscan(z: dict, region: np.ndarray, w_bank, q: float = 99.5, w_res: float = 0.25):
     """Fused map and B-scan scores for one bank weight (``"alone"``: bank channel only)."""
     from octanomaly.scoring.channels import bscan_scores, fuse
 
-    weights = {"bank": 1.0} if w_bank == "alone" else {"intensity": 1, "residual": 0.25}
+    weights = {"bank": 1.0} if w_bank == "alone" else {"intensity": 1, "residual": w_res}
     if w_bank != "alone" and w_bank > 0:
         weights["bank"] = float(w_bank)
     f = fuse({k: z[k].astype(np.float32) for k in weights}, weights)
@@ -99,10 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir", nargs="?", type=Path, default=None)
     p.add_argument("--out", type=Path, default=Path("/tmp/octanomaly-bank-run"))
+    p.add_argument("--healthy", choices=("all", "B"), default="all")
+    p.add_argument("--residual-weights", type=float, nargs="+", default=[0.25])
+    p.add_argument("--json", type=Path, default=OUT)
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     shutil.rmtree(a.out, ignore_errors=True)
     healthy = sorted((DATA / "kermany/train/NORMAL").glob("*.jpeg"))
+    if a.healthy == "B":
+        healthy = [f for f in healthy if zlib.crc32(_pid(f.stem).encode()) % 2 == 1]
     calibrate_run(a.run_dir or default_model_dir(), healthy, out=a.out, device="cpu")
     t_cal = time.perf_counter() - t0
     run = load_run(a.out, "cpu")
@@ -116,27 +124,31 @@ def main(argv: list[str] | None = None) -> int:
     n, dd, w = vol["region"].shape
     gt = shift_columns(resize_bscans(truth.astype(np.float32), (dd, w)) > 0.5, vol["shifts"], 0)
     rows = {}
-    for wb in BANK_WEIGHTS:
-        scores = [float(fused_bscan(d["z"], d["region"], wb)[1][0]) for d in dev]
-        f, _ = fused_bscan(vol["z"], vol["region"], wb)
+    grid = [(wr, wb) for wr in a.residual_weights for wb in BANK_WEIGHTS]
+    for wr, wb in grid:
+        if wb == "alone" and wr != a.residual_weights[0]:
+            continue
+        key = str(wb) if len(a.residual_weights) == 1 else f"res {wr} bank {wb}"
+        scores = [float(fused_bscan(d["z"], d["region"], wb, w_res=wr)[1][0]) for d in dev]
+        f, _ = fused_bscan(vol["z"], vol["region"], wb, w_res=wr)
         r = vol["region"]
         col = np.where(r, f, -np.inf).max(axis=1)
         ok = r.any(axis=1)
-        rows[str(wb)] = {
+        rows[key] = {
             "dev": image_metrics(scores, cls, widths, np.ones(len(dev), bool)),
             "dev-A": image_metrics(scores, cls, widths, half),
             "dev-B": image_metrics(scores, cls, widths, ~half),
             "drusen_pixel_auroc_retina": _auroc(f[r], gt[r]),
             "drusen_ascan_auroc": _auroc(col[ok], gt.any(axis=1)[ok]),
         }
-        print(wb, json.dumps(rows[str(wb)]), file=sys.stderr)
-    chosen = max((k for k in rows if k != "alone"), key=lambda k: rows[k]["dev-A"]["all"])
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+        print(key, json.dumps(rows[key]), file=sys.stderr)
+    chosen = max((k for k in rows if "alone" not in k), key=lambda k: rows[k]["dev-A"]["all"])
+    a.json.parent.mkdir(parents=True, exist_ok=True)
     result = {"run_id": run.run_id, "chosen_on_dev_A": chosen, "feature_bank":
               run.calibration.file.feature_bank.model_dump(), "calibrate_seconds": t_cal,
               "seconds": time.perf_counter() - t0, "rows": rows}  # fmt: skip
-    OUT.write_text(json.dumps(result, indent=1))
-    print("| bank weight | dev AUROC | CNV | DME | DRUSEN | 512-wide | dev-A | dev-B "
+    a.json.write_text(json.dumps(result, indent=1))
+    print("| weights | dev AUROC | CNV | DME | DRUSEN | 512-wide | dev-A | dev-B "
           "| drusen px AUROC (retina) | drusen A-scan AUROC |")  # fmt: skip
     print("|---" * 10 + "|")
     for k, r in rows.items():

@@ -176,7 +176,9 @@ def test_write_outputs_geometry_summary_and_no_phi(tmp_path, run, lesion_volume)
     assert summary["flagged_bscans"] == res.flagged
     assert set(summary["model"]) >= {"name", "version", "run_id"}
     assert summary["model"]["scoring"]["channels"] == {
-        "intensity": 1.0, "residual": 0.25, "bank": 1.0
+        "intensity": 1.0,
+        "residual": 0.25,
+        "bank": 1.0,
     }
     assert summary["anomalous_volume_mm3"] == pytest.approx(res.mask.sum() * np.prod(vol.spacing))
     assert "Doe" not in text and "4711" not in text
