@@ -119,13 +119,15 @@ def enface_figure(
     if fovea is not None:
         for ax in axes:
             _draw_etdrs(ax, fovea, bscan_mm, lateral_mm, laterality)
+    # one line per panel for all ticks (NaN-separated segments): one artist to lay out, not one
+    # per flagged B-scan
+    ys = (np.asarray(flagged, dtype=np.float64).reshape(-1, 1) + 0.5) * bscan_mm
+    tick_y = np.hstack([ys, ys, np.full_like(ys, np.nan)]).ravel()
+    tick_x = np.tile([w_mm, w_mm * 1.025, np.nan], len(ys))
     for ax in axes:
         ax.set_xlabel("lateral (mm)")
-        for i in flagged:
-            y = (int(i) + 0.5) * bscan_mm
-            ax.plot(
-                [w_mm, w_mm * 1.025], [y, y], color="red", lw=1.5, clip_on=False, antialiased=False
-            )
+        if len(ys):
+            ax.plot(tick_x, tick_y, color="red", lw=1.5, clip_on=False, antialiased=False)
     ax_i.set_ylabel("B-scan position (mm, B-scan 0 at top)")
     ax_a.set_xlim(0.0, w_mm)
     ax_a.set_ylim(h_mm, 0.0)
