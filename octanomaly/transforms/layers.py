@@ -127,7 +127,8 @@ def _row_gradient(f: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 def _abs_p99(g: np.ndarray) -> np.ndarray:
     """99th percentile of ``|g|`` per B-scan, ``(n, 1, 1)``."""
-    return np.percentile(np.abs(g), 99, axis=(1, 2), keepdims=True)
+    # |g| is a temporary: partitioned in place rather than copied first (the same value)
+    return np.percentile(np.abs(g), 99, axis=(1, 2), keepdims=True, overwrite_input=True)
 
 
 def detect_layers(
@@ -167,32 +168,40 @@ def detect_layers(
     # chunks of ~16 B-scans bound the temporaries (3 full-resolution arrays per thread)
     parts = _per_range(full_resolution, n, chunks=-(-n // 16))
     coarse, ok, gs = (np.concatenate(col) for col in zip(*parts, strict=True))
-    coarse = ndimage.gaussian_filter(coarse, sigma=(0, 1.0, 1.5))
-    bright = ndimage.gaussian_filter(coarse, sigma=(0, 2.0, 2.0))
-    grad = np.gradient(coarse, axis=1)
-    # ---- ILM (coarse): positive edge, penalise bright tissue above the candidate
-    thr = _bright_threshold(bright, p.ilm_tissue_frac)
-    above = np.cumsum(bright > thr, axis=1) - (bright > thr)
-    gscale = np.maximum(np.percentile(np.abs(grad), 99, axis=(1, 2), keepdims=True), 1e-6)
-    cost_ilm = -np.clip(grad, 0, None) / gscale + 0.15 * above
     jump_ilm = max(1, int(np.ceil(p.ilm_max_slope * fx / fz)))
-    ilm_c = _per_bscan(lambda c: _dp_path(c, jump_ilm, 0.02), cost_ilm.astype(np.float32))
-    # ---- BM (coarse): negative edge under a bright band, below the ILM
-    neg = np.clip(-grad, 0, None) / gscale
-    band_above = _mean_above(coarse, max(3, 8 // fz))
-    # a strong edge under a bright band further down means this is not the bottom of the retina
-    edge = neg * band_above
-    strong = (edge > 0.5 * np.percentile(edge, 99.5, axis=(1, 2), keepdims=True)).astype(np.float32)
-    win, gap = max(4, depth // (5 * fz)), max(2, 12 // fz)
-    cs = np.cumsum(strong[:, ::-1], axis=1)[:, ::-1]  # strong edges at this row or deeper
-    cs = np.concatenate([cs, np.zeros_like(cs[:, : win + gap])], axis=1)
-    below_strong = cs[:, gap : dc + gap] - cs[:, win + gap :]
-    cost_bm = -edge + p.bm_below_weight * below_strong
-    rows = np.arange(dc)[None, :, None]
-    below = rows < (ilm_c[:, None, :] + max(2, p.min_thickness // fz))
-    cost_bm = np.where(below, 5.0, cost_bm)
     jump_bm = max(1, int(np.ceil(p.bm_max_slope * fx / fz)))
-    bm_c = _per_bscan(lambda c: _dp_path(c, jump_bm, 0.05), cost_bm.astype(np.float32))
+
+    def coarse_paths(coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ILM and BM rows on the coarse grid for a chunk of B-scans (each on its own)."""
+        coarse = ndimage.gaussian_filter(coarse, sigma=(0, 1.0, 1.5))
+        bright = ndimage.gaussian_filter(coarse, sigma=(0, 2.0, 2.0))
+        grad = np.gradient(coarse, axis=1)
+        # ---- ILM (coarse): positive edge, penalise bright tissue above the candidate
+        thr = _bright_threshold(bright, p.ilm_tissue_frac)
+        above = np.cumsum(bright > thr, axis=1) - (bright > thr)
+        gscale = np.maximum(np.percentile(np.abs(grad), 99, axis=(1, 2), keepdims=True), 1e-6)
+        cost_ilm = -np.clip(grad, 0, None) / gscale + 0.15 * above
+        ilm_c = _dp_path(cost_ilm.astype(np.float32), jump_ilm, 0.02)
+        # ---- BM (coarse): negative edge under a bright band, below the ILM
+        neg = np.clip(-grad, 0, None) / gscale
+        band_above = _mean_above(coarse, max(3, 8 // fz))
+        # a strong edge under a bright band further down means this is not the bottom
+        edge = neg * band_above
+        strong = edge > 0.5 * np.percentile(edge, 99.5, axis=(1, 2), keepdims=True)
+        strong = strong.astype(np.float32)
+        win, gap = max(4, depth // (5 * fz)), max(2, 12 // fz)
+        cs = np.cumsum(strong[:, ::-1], axis=1)[:, ::-1]  # strong edges at this row or deeper
+        cs = np.concatenate([cs, np.zeros_like(cs[:, : win + gap])], axis=1)
+        below_strong = cs[:, gap : dc + gap] - cs[:, win + gap :]
+        cost_bm = -edge + p.bm_below_weight * below_strong
+        rows = np.arange(dc)[None, :, None]
+        below = rows < (ilm_c[:, None, :] + max(2, p.min_thickness // fz))
+        cost_bm = np.where(below, 5.0, cost_bm)
+        return ilm_c, _dp_path(cost_bm.astype(np.float32), jump_bm, 0.05)
+
+    # every step is per B-scan (smoothing across rows/columns only, per-B-scan percentiles):
+    # chunks of B-scans on threads give the same paths as one call
+    ilm_c, bm_c = _per_bscan(coarse_paths, coarse)
     # ---- back to full resolution: interpolate columns, refine in a band
     cols_c = (np.arange(wc) + 0.5) * fx - 0.5
     cols = np.arange(width)
