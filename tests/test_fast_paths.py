@@ -170,3 +170,19 @@ def test_threaded_image_folder_reads_the_frames_in_order(tmp_path) -> None:
     for i, f in enumerate(frames):
         Image.fromarray(f).save(tmp_path / f"bscan_{i}.png")  # natural sort: 2 before 10
     np.testing.assert_array_equal(np.asarray(load_volume(tmp_path).data), frames)
+
+
+def test_threaded_scoring_and_mask_cleaning_equal_one_call(tiny_run, monkeypatch) -> None:
+    """Calibrated scoring and mask cleaning on chunks of B-scans: the same maps as one call."""
+    from octanomaly.scoring import calibration, load_run, map_volume
+
+    run = load_run(tiny_run, device="cpu")
+    vol = make_phantom(seed=12, n_bscans=5, depth=128, width=128, lesions="all").volume
+    fast = map_volume(vol, run, threshold=80)
+    with monkeypatch.context() as m:
+        m.setattr(calibration, "per_bscan", _one_call)
+        slow = map_volume(vol, run, threshold=80)
+    np.testing.assert_array_equal(fast.anomaly, slow.anomaly)
+    np.testing.assert_array_equal(fast.mask, slow.mask)
+    np.testing.assert_array_equal(fast.bscan_scores, slow.bscan_scores)
+    assert fast.mask.any() and fast.anomaly.max() > 0

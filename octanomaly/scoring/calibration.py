@@ -45,6 +45,7 @@ from octanomaly.progress import progress_bar
 from octanomaly.scoring import channels as ch
 from octanomaly.scoring.feature_bank import FeatureBank, distance_map
 from octanomaly.scoring.normative import BinSpec, NormativeModel
+from octanomaly.transforms._threads import per_bscan
 
 if TYPE_CHECKING:
     from octanomaly.volume import OCTVolume
@@ -250,13 +251,22 @@ class Calibration:
         self, image: np.ndarray, residual: np.ndarray, mask: np.ndarray, bm_row: int,
         margin_px: int, axial_mm: float, bank: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-        """``(fused z-map, scoring region, raw B-scan scores)`` of a preprocessed stack."""
+        """``(fused z-map, scoring region, raw B-scan scores)`` of a preprocessed stack.
+
+        Every step is per B-scan, so chunks of B-scans are scored on threads (the same values).
+        """
         f = self.file
-        maps = ch.channel_maps(image, residual, mask, tuple(f.channels), f.smooth_sigma, bank)
-        bins = ch.position_bins(mask, bm_row, margin_px, axial_mm, self.normative.spec)
-        fused = ch.fuse(self.normative.z(maps, bins), f.weight_of)
-        region = ch.scoring_region(mask, f.edge_px)
-        return fused, region, ch.bscan_scores(fused, region, f.bscan_percentile)
+
+        def chunk(image, residual, mask, *bank) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            maps = ch.channel_maps(
+                image, residual, mask, tuple(f.channels), f.smooth_sigma, *(bank or (None,))
+            )
+            bins = ch.position_bins(mask, bm_row, margin_px, axial_mm, self.normative.spec)
+            fused = ch.fuse(self.normative.z(maps, bins), f.weight_of)
+            region = ch.scoring_region(mask, f.edge_px)
+            return fused, region, ch.bscan_scores(fused, region, f.bscan_percentile)
+
+        return per_bscan(chunk, image, residual, mask, *(() if bank is None else (bank,)))
 
     def bscan_z(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated B-scan scores from raw ones (NaN stays NaN)."""
@@ -327,18 +337,24 @@ def volume_score(bscan_z: np.ndarray, k: int = VOLUME_TOP_K) -> float | None:
 
 
 def clean_mask(anomaly: np.ndarray, threshold: float, min_size: int) -> np.ndarray:
-    """uint8 mask of ``anomaly > threshold`` per B-scan, components < ``min_size`` px removed."""
+    """uint8 mask of ``anomaly > threshold`` per B-scan, components < ``min_size`` px removed
+    (chunks of B-scans on threads)."""
     from skimage.morphology import remove_small_objects
 
-    mask = np.asarray(anomaly) > threshold
-    if min_size > 1:
-        for i in range(mask.shape[0]):
-            if mask[i].any():
-                try:  # scikit-image >= 0.26: removes objects of <= max_size pixels
-                    mask[i] = remove_small_objects(mask[i], max_size=min_size - 1, connectivity=2)
-                except TypeError:  # older scikit-image
-                    mask[i] = remove_small_objects(mask[i], min_size=min_size, connectivity=2)
-    return mask.astype(np.uint8)
+    def chunk(a: np.ndarray) -> np.ndarray:
+        mask = a > threshold
+        if min_size > 1:
+            for i in range(mask.shape[0]):
+                if mask[i].any():
+                    try:  # scikit-image >= 0.26: removes objects of <= max_size pixels
+                        mask[i] = remove_small_objects(
+                            mask[i], max_size=min_size - 1, connectivity=2
+                        )
+                    except TypeError:  # older scikit-image
+                        mask[i] = remove_small_objects(mask[i], min_size=min_size, connectivity=2)
+        return mask.astype(np.uint8)
+
+    return per_bscan(chunk, np.asarray(anomaly))
 
 
 # ----------------------------------------------------------------------------- calibrating
