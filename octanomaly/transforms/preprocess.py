@@ -12,6 +12,7 @@ import numpy as np
 from monai.transforms import Compose, CopyItemsd, MapTransform
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from octanomaly.transforms._threads import per_range
 from octanomaly.transforms.flatten import Flattend, Resampled, Unflattend, resize_bscans
 from octanomaly.transforms.intensity import (
     FillPaddingd,
@@ -161,22 +162,32 @@ def restore_map(
 def restore_maps(maps: Sequence[np.ndarray], prep: dict[str, Any]) -> list[np.ndarray]:
     """:func:`restore_map` (``fill`` 0) of several maps of one volume in one pass.
 
-    The same values as restoring each map alone: the flattening shifts are indexed once for
-    all maps and the maps are resized together (bilinear resizing treats every B-scan on its
-    own). Boolean maps come back boolean, the others float32.
+    The same values as restoring each map alone: every B-scan is unflattened and resized on
+    its own, so chunks of ~16 B-scans run on threads, writing straight into the outputs.
+    Boolean maps come back boolean, the others float32.
     """
     arrs = [np.asarray(m) for m in maps]
-    stack = np.stack([np.asarray(a, dtype=np.float32) for a in arrs])
-    k, n, depth, width = stack.shape
-    shifts = prep.get("flatten_shifts")
-    if shifts is not None:
-        rows = np.arange(depth)[None, :, None] + np.asarray(shifts)[:, None, :]
-        inside = (rows >= 0) & (rows < depth)
-        idx = np.clip(rows, 0, depth - 1)
-        for i in range(k):
-            src = np.take_along_axis(stack[i], idx, axis=1)
-            stack[i] = np.where(inside, src, np.float32(0.0))
-        del rows, inside, idx
+    n, depth, width = arrs[0].shape
     shape = tuple(prep["original_shape"])[-2:]
-    out = resize_bscans(stack.reshape(k * n, depth, width), shape).reshape(k, n, *shape)
-    return [out[i] >= 0.5 if a.dtype == bool else out[i].copy() for i, a in enumerate(arrs)]
+    shifts = prep.get("flatten_shifts")
+    outs = [np.empty((n, *shape), dtype=bool if a.dtype == bool else np.float32) for a in arrs]
+
+    def part(b: slice) -> None:
+        stack = np.stack([np.asarray(a[b], dtype=np.float32) for a in arrs])
+        if shifts is not None:
+            rows = np.arange(depth)[None, :, None] + np.asarray(shifts[b])[:, None, :]
+            inside = (rows >= 0) & (rows < depth)
+            idx = np.clip(rows, 0, depth - 1)
+            for i in range(len(arrs)):
+                src = np.take_along_axis(stack[i], idx, axis=1)
+                stack[i] = np.where(inside, src, np.float32(0.0))
+        k, m = stack.shape[:2]
+        out = resize_bscans(stack.reshape(k * m, depth, width), shape).reshape(k, m, *shape)
+        for i, o in enumerate(outs):
+            if o.dtype == bool:
+                np.greater_equal(out[i], 0.5, out=o[b])
+            else:
+                o[b] = out[i]
+
+    per_range(part, n, chunks=-(-n // 16))
+    return outs
