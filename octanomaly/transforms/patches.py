@@ -55,12 +55,17 @@ def extract(img: np.ndarray, coords: np.ndarray, patch: int) -> np.ndarray:
 
 def grid_coords(mask: np.ndarray, patch: int = 64, stride: int = 32) -> np.ndarray:
     """``(N, 3)`` grid positions whose window holds at least one retina pixel."""
-    mask = np.asarray(mask, dtype=bool)
+    mask = pad_to_patch(np.asarray(mask, dtype=bool), patch, False)
     n, d, w = mask.shape
     rows, cols = _starts(d, patch, stride), _starts(w, patch, stride)
-    cov = coverage(pad_to_patch(mask, patch, False), patch)
+    # mask pixels per window from an integer integral image, read at the grid positions only
+    ii = np.zeros((n, d + 1, w + 1), dtype=np.int32)
+    np.cumsum(np.cumsum(mask, axis=1, dtype=np.int32), axis=2, out=ii[:, 1:, 1:])
+    r0, c0 = rows[:, None], cols[None, :]
+    count = ii[:, r0 + patch, c0 + patch] - ii[:, r0, c0 + patch] - ii[:, r0 + patch, c0]
+    count += ii[:, r0, c0]
     b, r, c = np.meshgrid(np.arange(n), rows, cols, indexing="ij")
-    keep = cov[b, r, c] > 0
+    keep = count > 0
     return np.stack([b[keep], r[keep], c[keep]], axis=1).astype(np.int64)
 
 
