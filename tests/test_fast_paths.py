@@ -186,3 +186,46 @@ def test_threaded_scoring_and_mask_cleaning_equal_one_call(tiny_run, monkeypatch
     np.testing.assert_array_equal(fast.mask, slow.mask)
     np.testing.assert_array_equal(fast.bscan_scores, slow.bscan_scores)
     assert fast.mask.any() and fast.anomaly.max() > 0
+
+
+def _stitch_one_by_one(vals, coords, shape, p, fill=0.0):
+    """The plain stitch: every patch added on its own, in order."""
+    n, d, w = shape
+    vals = np.asarray(vals, dtype=np.float64)
+    acc, cnt = np.zeros((n, max(d, p), max(w, p))), np.zeros((n, max(d, p), max(w, p)))
+    for k, (b, r, c) in enumerate(coords):
+        acc[b, r : r + p, c : c + p] += vals[k]
+        cnt[b, r : r + p, c : c + p] += 1
+    out = np.full(acc.shape, float(fill))
+    np.divide(acc, cnt, out=out, where=cnt > 0)
+    return out[:, :d, :w].astype(np.float32)
+
+
+def test_grid_coords_and_stitch_equal_the_plain_computations() -> None:
+    """Grid positions read from the integral image at grid points only, and stitching one
+    position at a time for all B-scans: the same as full coverage maps and a per-patch loop."""
+    from octanomaly.transforms.patches import coverage, grid_coords, stitch
+
+    rng = np.random.default_rng(4)
+    mask = np.zeros((4, 70, 90), bool)
+    mask[:, 20:45, 5:80] = rng.random((4, 25, 75)) < 0.7
+    mask[2] = False  # a B-scan without retina: no patches
+    p, s = 16, 8
+    coords = grid_coords(mask, p, s)
+    cov = coverage(mask, p)
+    rows = np.r_[np.arange(0, 70 - p + 1, s), 70 - p]
+    cols = np.r_[np.arange(0, 90 - p + 1, s), 90 - p]
+    want = [(b, r, c) for b in range(4) for r in np.unique(rows) for c in np.unique(cols)
+            if cov[b, r, c] > 0]  # fmt: skip
+    np.testing.assert_array_equal(coords, np.array(want))
+    scalars = rng.random(len(coords)).astype(np.float32)
+    maps = rng.random((len(coords), 1, p, p)).astype(np.float32)
+    for vals, plain in ((scalars, scalars), (maps, maps[:, 0])):
+        want = _stitch_one_by_one(plain, coords, mask.shape, p)
+        np.testing.assert_array_equal(stitch(vals, coords, mask.shape, p), want)
+    twice = np.concatenate([coords, coords[:5]])  # the same patch twice counts twice
+    v = rng.random(len(twice)).astype(np.float32)
+    np.testing.assert_allclose(
+        stitch(v, twice, mask.shape, p, fill=-1), _stitch_one_by_one(v, twice, mask.shape, p, -1),
+        rtol=1e-6,
+    )  # fmt: skip
