@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -272,3 +273,25 @@ def test_cli_plumbing_with_patched_scorer(known, tmp_path, monkeypatch):
     assert m["image_auroc"] == pytest.approx(8 / 9)
     res = cli.invoke(app, ["evaluate", str(known)])  # re-running replaces the earlier evaluation
     assert res.exit_code == 0, res.output
+
+
+def test_items_scored_on_threads_equal_one_at_a_time(phantom_data, tiny_run, tmp_path):
+    """Two items in flight on threads: the same rows, in the same order, and the same pixel
+    metrics as scoring one item after the other; a bad file is still skipped in its place."""
+    data, masks = phantom_data
+    bad = tmp_path / "data"
+    shutil.copytree(data, bad)
+    (bad / "CYST" / "broken.png").write_bytes(b"not a png")
+    scorer = ev_runner.RunScorer(tiny_run, device="cpu")
+    for folder, mask_dir in ((bad, None), (data, masks)):
+        one = evaluate_folder(folder, scorer, masks=mask_dir, workers=1)
+        two = evaluate_folder(folder, scorer, masks=mask_dir, workers=2)
+        assert [r.file for r in one.rows] == [r.file for r in two.rows]
+        np.testing.assert_array_equal([r.score for r in one.rows], [r.score for r in two.rows])
+        assert one.bad_files == two.bad_files
+        for key in ("image_auroc", "pixel_auroc", "pixel_ap", "dice"):
+            assert one.metrics.get(key) == two.metrics.get(key), key
+    assert [b["file"] for b in one.bad_files] == [] and len(two.rows) == 7
+    assert [b["file"] for b in evaluate_folder(bad, scorer, workers=2).bad_files] == [
+        "CYST/broken.png"
+    ]
