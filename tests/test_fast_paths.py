@@ -229,3 +229,14 @@ def test_grid_coords_and_stitch_equal_the_plain_computations() -> None:
         stitch(v, twice, mask.shape, p, fill=-1), _stitch_one_by_one(v, twice, mask.shape, p, -1),
         rtol=1e-6,
     )  # fmt: skip
+
+
+def test_one_malloc_arena_is_set_where_glibc_allows_it() -> None:
+    """The CLI shares glibc's heap arena between threads (a lower peak RSS of `map`)."""
+    import platform
+    import sys
+
+    from octanomaly.devices import share_malloc_arena
+
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert share_malloc_arena() is glibc
