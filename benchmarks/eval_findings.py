@@ -2,14 +2,17 @@
 
 Usage::
 
-    python benchmarks/eval_findings.py phantom OUT [--model RUN] [--n 12]
+    python benchmarks/eval_findings.py phantom OUT [--model RUN] [--n 12] [--healthy 8]
     python benchmarks/eval_findings.py kermany OUT [--model RUN] [--per-class 30] [--normal]
     python benchmarks/eval_findings.py drusen OUT [--model RUN]
 
 * ``phantom``: ``--n`` phantom volumes (DICOM OPT, 16 B-scans of 496x512, mixed lesion types)
   are mapped as a cohort. A phantom lesion (3-D component of one type's mask) is detected when a
   region touches it; a region touching no lesion is a false region. Adjusted Rand index of the
-  clusters against the lesion type each true region overlaps most.
+  clusters against the lesion type each true region overlaps most. With ``--healthy K`` (default
+  8; 0: the model as it is) the model is first calibrated, as a user calibrates for a new device
+  (``octanomaly calibrate RUN HEALTHY... --out NEW_RUN``), on K lesion-free phantom volumes of
+  other seeds: phantoms are synthetic, so against real healthy retina every pixel is anomalous.
 * ``kermany``: the first ``--per-class`` B-scans (0: all) of kermany/dev CNV, DME and DRUSEN
   (``--normal``: and NORMAL) as a cohort of single B-scans; purity of the clusters against the
   image class of each region, beside the purity a random assignment with the same cluster sizes
@@ -49,16 +52,25 @@ def _cohort(inputs, out: Path, model: Path):
     return res, time.perf_counter() - t0
 
 
-def phantom(out: Path, model: Path, n: int) -> dict:
+def phantom(out: Path, model: Path, n: int, healthy: int = 8) -> dict:
     from scipy import ndimage
     from sklearn.metrics import adjusted_rand_score
 
     from octanomaly.data.phantom import LESION_TYPES, make_phantom
     from octanomaly.io import load_volume
     from octanomaly.io.dicom_writer import write_opt
+    from octanomaly.scoring import calibrate_run
 
     src = out / "phantoms"
     src.mkdir(parents=True, exist_ok=True)
+    calibrated = None
+    if healthy > 0:  # the model calibrated on lesion-free phantoms (other seeds)
+        calibrated = out / "model-phantom-calibrated"
+        if not (calibrated / "calibration.json").is_file():
+            normals = [make_phantom(900 + i, n_bscans=16, laterality="OD" if i % 2 else "OS")
+                       .volume for i in range(healthy)]  # fmt: skip
+            calibrate_run(model, normals, out=calibrated, device="cpu", progress=False)
+        model = calibrated
     truth = {}
     for i in range(n):
         ph = make_phantom(100 + i, n_bscans=16, lesions=MIXES[i % len(MIXES)],
@@ -97,6 +109,7 @@ def phantom(out: Path, model: Path, n: int) -> dict:
     table = Counter(zip(types, labels, strict=True))
     return {
         "volumes": n,
+        "calibrated_on_healthy_phantoms": healthy,
         "seconds": round(secs, 1),
         "detection_rate": {k: round(detected[k] / total[k], 3) for k in LESION_TYPES if total[k]},
         "lesions": dict(total),
@@ -195,6 +208,7 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--model", default=None)
     ap.add_argument("--n", type=int, default=12)
+    ap.add_argument("--healthy", type=int, default=8, help="phantom: calibrate on K normals")
     ap.add_argument("--per-class", type=int, default=30, help="B-scans per class; 0: all")
     ap.add_argument("--normal", action="store_true", help="kermany: NORMAL B-scans too")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
@@ -202,7 +216,7 @@ def main() -> None:
     globals()["DATA"] = a.data
     model = _model(a.model)
     if a.what == "phantom":
-        result = phantom(a.out, model, a.n)
+        result = phantom(a.out, model, a.n, a.healthy)
     elif a.what == "kermany":
         result = kermany(a.out, model, a.per_class, a.normal)
     else:
