@@ -240,3 +240,19 @@ def test_one_malloc_arena_is_set_where_glibc_allows_it() -> None:
 
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert share_malloc_arena() is glibc
+
+
+def test_percentile_window_samples_the_valid_pixels_as_the_plain_formula() -> None:
+    """The window's percentiles come from every k-th valid pixel, gathered B-scan by B-scan:
+    the same sample as ``x[valid][::k]`` (k > 1 here), so the same window."""
+    from octanomaly.transforms.intensity import _every_kth_valid, percentile_window
+
+    rng = np.random.default_rng(7)
+    x = rng.gamma(2.0, 20.0, size=(10, 640, 700)).astype(np.float32)
+    valid = rng.random(x.shape) < 0.95
+    step = int(valid.sum()) // 2_000_000
+    assert step >= 2
+    np.testing.assert_array_equal(_every_kth_valid(x, valid), x[valid][::step])
+    lo, hi = np.percentile(x[valid][::step], [1.0, 99.5])
+    want = np.clip((x - lo) * np.float32(2.0 / (hi - lo)) - 1.0, -1.0, 1.0)
+    np.testing.assert_allclose(percentile_window(x, 1.0, 99.5, valid), want, atol=1e-6)

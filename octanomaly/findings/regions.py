@@ -132,10 +132,7 @@ def describe_regions(
     x_mm, y_mm = en_face_mm((n, width), volume.spacing, fovea)
     data = np.asarray(volume.data)  # region values become float32 (not the whole volume)
     ilm2, bm2 = np.atleast_2d(ilm), np.atleast_2d(bm)
-    ilm_flat, bm_flat, x_flat, y_flat = (np.ravel(a) for a in (ilm2, bm2, x_mm, y_mm))
-    rows_all = np.arange(depth)[None, :, None]
-    shell_struct = np.zeros((1, 3, 3), bool)
-    shell_struct[0] = True
+    x_flat, y_flat = np.ravel(x_mm), np.ravel(y_mm)
     out: list[dict[str, Any]] = []
     for rid, sl_box in enumerate(ndimage.find_objects(labels), start=1):
         if sl_box is None:
@@ -145,37 +142,22 @@ def describe_regions(
         z0, z1 = max(sl_box[1].start - SHELL_PX, 0), min(sl_box[1].stop + SHELL_PX, depth)
         c0, c1 = max(sl_box[2].start - SHELL_PX, 0), min(sl_box[2].stop + SHELL_PX, width)
         box = (slice(b0, b1), slice(z0, z1), slice(c0, c1))
-        reg = labels[box] == rid
-        bi, zi, ci = np.nonzero(reg)
-        bi += b0  # in place: no second set of index arrays
-        zi += z0
-        ci += c0
-        nvox = int(bi.size)
-        z_vals = anomaly[box][reg]  # the same values, in the same (raster) order
-        ascan = bi * width
-        ascan += ci  # flat A-scan index: one gather per en-face map instead of two
-        top, bot = ilm_flat[ascan], bm_flat[ascan]
-        height = (bot - zi) * sa * 1000.0
-        rel = (zi - top) / np.maximum(bot - top, 1e-6)
+        v = _region_values(rid, labels, box, anomaly, data, (ilm2, bm2), (x_flat, y_flat), sa)
+        nvox = v.n
+        z_vals, height, rel = v.arrays["z"], v.arrays["height"], v.arrays["rel"]
         h_med = float(np.nanmedian(height)) if np.isfinite(height).any() else float("nan")
         r_med = float(np.nanmedian(rel)) if np.isfinite(rel).any() else float("nan")
         # reflectivity: region vs a shell around it inside the retina (ILM .. BM + shell)
-        grown = ndimage.binary_dilation(reg, shell_struct, iterations=SHELL_PX)
-        in_retina = (rows_all[:, z0:z1] >= np.floor(ilm2[b0:b1, None, c0:c1])) & (
-            rows_all[:, z0:z1] <= np.ceil(bm2[b0:b1, None, c0:c1]) + SHELL_PX
-        )
-        shell = grown & ~reg & in_retina
-        vals_in = data[box][reg].astype(np.float32)
-        vals_out = data[box][shell].astype(np.float32)
+        vals_in, vals_out = v.arrays["inside"], v.arrays["shell"]
         if vals_out.size >= 5:
             spread = float(np.std(vals_out)) or 1.0
             contrast = float((vals_in.mean() - vals_out.mean()) / spread)
         else:
             contrast = float("nan")
-        cb, cz, cc = float(bi.mean()), float(zi.mean()), float(ci.mean())
+        # means of integer indices: exact sums, as numpy's mean of the index arrays
+        cb, cz, cc = (v.sums[k] / nvox for k in range(3))
         # en-face centroid: mean position of the region's A-scans weighted by voxel count
-        xs, ys = x_flat[ascan], y_flat[ascan]
-        xc, yc = float(xs.mean()), float(ys.mean())
+        xc, yc = float(v.arrays["x"].mean()), float(v.arrays["y"].mean())
         ib, ic = int(round(cb)), int(round(cc))
         # the sector of the centroid itself (not of the nearest A-scan)
         sector = str(sector_map(np.array([xc]), np.array([yc]), volume.laterality)[0])
@@ -191,8 +173,8 @@ def describe_regions(
                 "y_mm": yc,
                 "eccentricity_mm": float(np.hypot(xc, yc)),
                 "etdrs_sector": sector,
-                "width_mm": float((ci.max() - ci.min() + 1) * sl),
-                "height_um": float((zi.max() - zi.min() + 1) * sa * 1000.0),
+                "width_mm": float((v.hi[2] - v.lo[2] + 1) * sl),
+                "height_um": float((v.hi[1] - v.lo[1] + 1) * sa * 1000.0),
                 "extent_y_mm": float((b1 - b0) * sb),
                 "height_above_bm_um": h_med,
                 "relative_depth": r_med,
@@ -209,6 +191,77 @@ def describe_regions(
             }
         )
     return out, labels
+
+
+#: B-scans of a region's box handled at a time: a region spanning the volume needs the
+#: temporaries of a few B-scans, not of the whole box.
+SLAB_BSCANS: int = 8
+
+
+@dataclass
+class _RegionValues:
+    n: int
+    sums: tuple[int, int, int]  #: exact sums of the B-scan, row and column indices
+    lo: tuple[int, int, int]
+    hi: tuple[int, int, int]
+    arrays: dict[str, np.ndarray]  #: per voxel (or shell voxel), in raster order of the box
+
+
+def _region_values(
+    rid: int,
+    labels: np.ndarray,
+    box: tuple[slice, slice, slice],
+    anomaly: np.ndarray,
+    data: np.ndarray,
+    layers: tuple[np.ndarray, np.ndarray],
+    en_face: tuple[np.ndarray, np.ndarray],
+    axial_mm: float,
+) -> _RegionValues:
+    """Voxel values of region ``rid`` in ``box``, gathered slab by slab of B-scans in raster
+    order (so every statistic equals the one of whole-box arrays): z, height above BM (µm),
+    relative depth, en-face x/y, intensity inside and in the shell around it within B-scans."""
+    ilm2, bm2 = layers
+    width, depth = labels.shape[2], labels.shape[1]
+    ilm_flat, bm_flat = np.ravel(ilm2), np.ravel(bm2)
+    (b0, b1), (z0, z1), (c0, c1) = ((s.start, s.stop) for s in box)
+    rows = np.arange(depth)[None, z0:z1, None]
+    shell_struct = np.zeros((1, 3, 3), bool)
+    shell_struct[0] = True
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("z", "height", "rel", "x", "y", "inside", "shell")
+    }
+    n, sums = 0, [0, 0, 0]
+    lo, hi = [np.iinfo(np.int64).max] * 3, [-1] * 3
+    for s0 in range(b0, b1, SLAB_BSCANS):
+        s1 = min(s0 + SLAB_BSCANS, b1)
+        sbox = (slice(s0, s1), box[1], box[2])
+        reg = labels[sbox] == rid
+        idx = np.nonzero(reg)
+        if idx[0].size == 0:
+            continue
+        bi, zi, ci = idx[0] + s0, idx[1] + z0, idx[2] + c0
+        n += int(bi.size)
+        for k, a in enumerate((bi, zi, ci)):
+            sums[k] += int(a.sum())
+            lo[k], hi[k] = min(lo[k], int(a.min())), max(hi[k], int(a.max()))
+        parts["z"].append(anomaly[sbox][reg])
+        ascan = bi * width
+        ascan += ci  # flat A-scan index: one gather per en-face map instead of two
+        top, bot = ilm_flat[ascan], bm_flat[ascan]
+        parts["height"].append((bot - zi) * axial_mm * 1000.0)
+        parts["rel"].append((zi - top) / np.maximum(bot - top, 1e-6))
+        parts["x"].append(en_face[0][ascan])
+        parts["y"].append(en_face[1][ascan])
+        del top, bot, ascan, bi, zi, ci
+        grown = ndimage.binary_dilation(reg, shell_struct, iterations=SHELL_PX)
+        in_retina = (rows >= np.floor(ilm2[s0:s1, None, c0:c1])) & (
+            rows <= np.ceil(bm2[s0:s1, None, c0:c1]) + SHELL_PX
+        )
+        values = data[sbox]
+        parts["inside"].append(values[reg].astype(np.float32))
+        parts["shell"].append(values[grown & ~reg & in_retina].astype(np.float32))
+    arrays = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+    return _RegionValues(n, (sums[0], sums[1], sums[2]), tuple(lo), tuple(hi), arrays)
 
 
 def find_regions(

@@ -173,6 +173,6 @@ def write_map(
     if values.dtype == bool:
         values = values.astype(np.uint8)
     elif values.dtype != np.uint8:
-        values = values.astype(np.float32)
+        values = values.astype(np.float32, copy=False)  # float32 maps are written as they are
     protect = (volume.source_path,) if volume.source_path else ()
     return write(values, volume.spacing, path, description=description, protect=protect)

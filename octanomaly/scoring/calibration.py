@@ -253,7 +253,8 @@ class Calibration:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """``(fused z-map, scoring region, raw B-scan scores)`` of a preprocessed stack.
 
-        Every step is per B-scan, so chunks of B-scans are scored on threads (the same values).
+        Every step is per B-scan, so chunks of ~16 B-scans are scored on threads (the same
+        values; the temporaries of a few chunks at a time).
         """
         f = self.file
 
@@ -266,7 +267,8 @@ class Calibration:
             region = ch.scoring_region(mask, f.edge_px)
             return fused, region, ch.bscan_scores(fused, region, f.bscan_percentile)
 
-        return per_bscan(chunk, image, residual, mask, *(() if bank is None else (bank,)))
+        more = () if bank is None else (bank,)
+        return per_bscan(chunk, image, residual, mask, *more, chunks=-(-len(image) // 16))
 
     def bscan_z(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated B-scan scores from raw ones (NaN stays NaN)."""
@@ -338,7 +340,7 @@ def volume_score(bscan_z: np.ndarray, k: int = VOLUME_TOP_K) -> float | None:
 
 def clean_mask(anomaly: np.ndarray, threshold: float, min_size: int) -> np.ndarray:
     """uint8 mask of ``anomaly > threshold`` per B-scan, components < ``min_size`` px removed
-    (chunks of B-scans on threads)."""
+    (chunks of ~16 B-scans on threads)."""
     from skimage.morphology import remove_small_objects
 
     def chunk(a: np.ndarray) -> np.ndarray:
@@ -354,7 +356,8 @@ def clean_mask(anomaly: np.ndarray, threshold: float, min_size: int) -> np.ndarr
                         mask[i] = remove_small_objects(mask[i], min_size=min_size, connectivity=2)
         return mask.astype(np.uint8)
 
-    return per_bscan(chunk, np.asarray(anomaly))
+    anomaly = np.asarray(anomaly)
+    return per_bscan(chunk, anomaly, chunks=-(-len(anomaly) // 16))
 
 
 # ----------------------------------------------------------------------------- calibrating

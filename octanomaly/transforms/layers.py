@@ -201,7 +201,8 @@ def detect_layers(
 
     # every step is per B-scan (smoothing across rows/columns only, per-B-scan percentiles):
     # chunks of B-scans on threads give the same paths as one call
-    ilm_c, bm_c = _per_bscan(coarse_paths, coarse)
+    # ~48 B-scans a chunk: bounded temporaries, and few enough DP loops (Python per column)
+    ilm_c, bm_c = _per_bscan(coarse_paths, coarse, chunks=-(-n // 48))
     # ---- back to full resolution: interpolate columns, refine in a band
     cols_c = (np.arange(wc) + 0.5) * fx - 0.5
     cols = np.arange(width)

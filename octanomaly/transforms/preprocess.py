@@ -129,9 +129,16 @@ def preprocess_volume(
     (n,) B-scans with a retina, and what :func:`restore_map` needs (``flatten_shifts``,
     ``original_shape``), plus ``spacing`` of the processed grid (bscan, axial, lateral) mm.
     """
-    x = np.asarray(volume.data, dtype=np.float32)
+    shape = tuple(volume.shape)
     pipeline = preprocessing_transform(cfg, _use_log(volume, cfg), params)
-    d = pipeline({"image": x, "spacing": volume.spacing, "original_shape": x.shape})
+    # no local reference to the float32 input: each step's replaced image is freed at once
+    d = pipeline(
+        {
+            "image": np.asarray(volume.data, dtype=np.float32),
+            "spacing": volume.spacing,
+            "original_shape": shape,
+        }
+    )
     return {
         "image": np.ascontiguousarray(d["image"], dtype=np.float32),
         "mask": d["mask"],
@@ -139,7 +146,7 @@ def preprocess_volume(
         "bm": d["bm"],
         "valid": np.isfinite(d["bm"]).any(axis=1),
         "flatten_shifts": d.get("flatten_shifts"),
-        "original_shape": tuple(x.shape),
+        "original_shape": shape,
         "spacing": tuple(float(s) for s in d["spacing"]),
     }
 
