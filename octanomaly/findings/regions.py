@@ -200,6 +200,8 @@ SLAB_BSCANS: int = 8
 
 @dataclass
 class _RegionValues:
+    """What :func:`_region_values` gathers for one region."""
+
     n: int
     sums: tuple[int, int, int]  #: exact sums of the B-scan, row and column indices
     lo: tuple[int, int, int]
@@ -260,7 +262,10 @@ def _region_values(
         values = data[sbox]
         parts["inside"].append(values[reg].astype(np.float32))
         parts["shell"].append(values[grown & ~reg & in_retina].astype(np.float32))
-    arrays = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+    arrays = {
+        k: np.concatenate(v) if len(v) > 1 else (v[0] if v else np.zeros(0))
+        for k, v in parts.items()
+    }
     return _RegionValues(n, (sums[0], sums[1], sums[2]), tuple(lo), tuple(hi), arrays)
 
 
