@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -256,3 +258,19 @@ def test_percentile_window_samples_the_valid_pixels_as_the_plain_formula() -> No
     lo, hi = np.percentile(x[valid][::step], [1.0, 99.5])
     want = np.clip((x - lo) * np.float32(2.0 / (hi - lo)) - 1.0, -1.0, 1.0)
     np.testing.assert_allclose(percentile_window(x, 1.0, 99.5, valid), want, atol=1e-6)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_thread_pools_follow_the_cpus_the_process_may_use() -> None:
+    """Pinned to one CPU (taskset, a scheduler's allocation), the pools get one thread."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]});"
+        "from octanomaly.cpus import available_cpus;"
+        "from octanomaly.transforms._threads import workers;"
+        "print(available_cpus(), workers(50))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]

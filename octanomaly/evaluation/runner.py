@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from octanomaly.cpus import available_cpus
 from octanomaly.errors import InputError, OctanomalyError
 from octanomaly.evaluation.dataset import Item, discover, match_masks
 from octanomaly.evaluation.metrics import PixelAccumulator, image_metrics
@@ -172,7 +172,7 @@ def evaluate_folder(
     """
     data = Path(data)
     items = discover(data, normal_class, limit_per_class)
-    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    workers = min(2, available_cpus()) if workers is None else workers
     mask_of = match_masks(masks, items) if masks is not None else {}
     warn = warn or (lambda _msg: None)
     whole, retina = PixelAccumulator(), PixelAccumulator()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from octanomaly.cpus import available_cpus
 from octanomaly.errors import InputError
 from octanomaly.progress import track
 from octanomaly.volume import DEFAULT_SPACING, OCTVolume, eye
@@ -107,7 +108,7 @@ def read(path: Path) -> OCTVolume:
         if not files:
             raise InputError(path, "folder holds no PNG/TIFF/JPEG/BMP images")
         # Pillow decodes with the GIL released: a few threads read the files (in order)
-        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(min(4, available_cpus())) as pool:
             decoded = pool.map(lambda f: _read_single(f, notes), files)
             frames = list(track(decoded, f"reading {path.name}", total=len(files)))
         _check_same(files, frames, path)

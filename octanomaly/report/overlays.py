@@ -12,13 +12,13 @@ its pixel aspect. Scale bars (lateral and axial, in mm) make the stretch explici
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from octanomaly.cpus import available_cpus
 from octanomaly.io.atomic import atomic_path
 
 #: Displayed height/width divided by the physical height/width of a B-scan.
@@ -272,7 +272,7 @@ def save_bscan_overlays(
         bscan, anomaly, mask, path, title = item
         return save_bscan_overlay(bscan, anomaly, mask, spacing, path, title=title, vmax=vmax)
 
-    n = min(len(items), workers or os.cpu_count() or 1)
+    n = min(len(items), workers or available_cpus())
     if n < 2:
         return [one(item) for item in items]
     with ThreadPoolExecutor(n) as pool:

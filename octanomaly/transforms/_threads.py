@@ -3,17 +3,18 @@ B-scans computed on their own threads use the cores, with the same values as one
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from octanomaly.cpus import available_cpus
+
 
 def workers(n: int) -> int:
     """Threads for ``n`` B-scans: one per core, at most 8."""
-    return min(n, os.cpu_count() or 1, 8)
+    return min(n, available_cpus(), 8)
 
 
 def per_bscan(
