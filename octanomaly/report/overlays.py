@@ -126,7 +126,9 @@ def overlay_rgb(
         )
     vmax = default_vmax(anomaly) if vmax is None else float(vmax)
     gray = grayscale_u8(bscan)
-    a = np.nan_to_num(anomaly.astype(np.float32), nan=0.0, posinf=vmax, neginf=0.0)
+    a = np.asarray(anomaly, dtype=np.float32)
+    if not np.isfinite(a).all():  # copies only when there is something to replace
+        a = np.nan_to_num(a, nan=0.0, posinf=vmax, neginf=0.0)
     if size is not None and tuple(size) != gray.shape:
         h, w = int(size[0]), int(size[1])
         gray = np.asarray(Image.fromarray(gray).resize((w, h), Image.Resampling.BILINEAR))
