@@ -274,3 +274,34 @@ def test_thread_pools_follow_the_cpus_the_process_may_use() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1"]
+
+
+def test_padding_morphology_equals_binary_morphology() -> None:
+    """The padding search's closing and opening as max/min filters: the same masks as scipy's
+    binary morphology with square elements, on wedges, borders and speckle."""
+    from scipy import ndimage
+
+    from octanomaly.transforms.intensity import _padding_mask
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(100, 30, size=(6, 120, 140)).astype(np.float32)
+    x[[0, 1, 3, 4], :30, :50] = 255  # corner wedges of saturated padding
+    x[1, -25:, -40:] = 255
+    x[2] = np.where(rng.random((120, 140)) < 0.05, 255, x[2])  # saturated speckle only
+    x[3, :, :3] = 255  # a thin border strip
+
+    def plain(img):
+        raw = img >= img.max() - 0.1 * (img.max() - img.min())
+        se5, se3 = np.ones((5, 5), bool), np.ones((3, 3), bool)
+        sat = ndimage.binary_erosion(ndimage.binary_dilation(raw, se5), se5, border_value=1)
+        return ndimage.binary_dilation(ndimage.binary_erosion(sat, se3, border_value=1), se3)
+
+    for img in x:
+        u = (img >= img.max() - 0.1 * (img.max() - img.min())).view(np.uint8)
+        fast = ndimage.maximum_filter(u, size=5, mode="constant", cval=0)
+        fast = ndimage.minimum_filter(fast, size=5, mode="constant", cval=1)
+        fast = ndimage.minimum_filter(fast, size=3, mode="constant", cval=1)
+        fast = ndimage.maximum_filter(fast, size=3, mode="constant", cval=0).view(bool)
+        np.testing.assert_array_equal(fast, plain(img))
+    pad = _padding_mask(x, 16, 200)
+    assert pad[0, :20, :40].all() and pad[1, -15:, -30:].all() and not pad[2].any()
