@@ -283,7 +283,7 @@ def _retina_present_chunk(x: np.ndarray, p: LayerParams) -> np.ndarray:
         if float(img.max() - img.min()) < 1e-3:
             continue
         # noise level: pixel-to-pixel differences; structure: lateral mean profile contrast
-        noise = float(np.median(np.abs(np.diff(img, axis=1)))) / 0.954 + 1e-6
+        noise = float(np.median(np.abs(np.diff(img, axis=1)), overwrite_input=True)) / 0.954 + 1e-6
         prof = ndimage.uniform_filter1d(img.mean(axis=1), 5)
         contrast = float(prof.max() - np.median(prof))
         ok[i] = contrast / noise * np.sqrt(img.shape[1]) / 10 > p.min_contrast
