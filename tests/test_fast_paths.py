@@ -305,3 +305,21 @@ def test_padding_morphology_equals_binary_morphology() -> None:
         np.testing.assert_array_equal(fast, plain(img))
     pad = _padding_mask(x, 16, 200)
     assert pad[0, :20, :40].all() and pad[1, -15:, -30:].all() and not pad[2].any()
+
+
+def test_map_result_carries_the_preprocessing_a_fresh_call_gives(tiny_run) -> None:
+    """The cohort reuses ``MapResult.preprocessed`` for region features instead of
+    preprocessing again: it must be what a fresh ``preprocess_volume`` gives, unchanged by
+    scoring."""
+    from octanomaly.scoring import load_run, map_volume
+
+    run = load_run(tiny_run, device="cpu")
+    vol = make_phantom(seed=13, n_bscans=4, depth=128, width=128, lesions="all").volume
+    kept = map_volume(vol, run).preprocessed
+    fresh = preprocess_volume(vol, run.cfg.preprocessing)
+    assert kept.keys() == fresh.keys()
+    for k, v in fresh.items():
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(kept[k], v, err_msg=k)
+        else:
+            assert kept[k] == v, k

@@ -161,13 +161,12 @@ def _process(path: Path, name: str, out: Path, settings: Settings, row: dict) ->
     from octanomaly.io import load_volume
     from octanomaly.io.atomic import atomic_path
     from octanomaly.scoring import map_volume, write_outputs
-    from octanomaly.transforms.preprocess import preprocess_volume
 
     run = _run(settings)
     volume = load_volume(path)
     result = map_volume(volume, run, stride=settings.stride, threshold=settings.threshold,
                         min_size=settings.min_size)  # fmt: skip
-    prep = preprocess_volume(volume, run.cfg.preprocessing)
+    prep = result.preprocessed  # what the maps came from: no second preprocessing
     findings = find_regions(result.mask, result.anomaly, volume, prep["ilm"], prep["bm"])
     vdir = out / "volumes" / name
     write_outputs(result, volume, vdir, name, findings=findings)

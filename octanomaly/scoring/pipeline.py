@@ -128,6 +128,9 @@ class MapResult:
         volume_score: mean of the top :data:`VOLUME_TOP_K` B-scan scores.
         flagged: B-scans whose score exceeds ``bscan_threshold``.
         threshold: pixel threshold (z) on ``anomaly``; ``percentile`` of healthy it stands for.
+        preprocessed: what the maps were computed on (:func:`preprocess_volume`: the windowed,
+            resampled, flattened ``image``, its ``mask``, the flattening shifts); reused for
+            region features so a volume is preprocessed once.
 
     ``residual`` and ``score_map`` are not written by ``map``: they are restored to the input
     geometry on first access (the same values as restoring them eagerly; issue 13).
@@ -148,17 +151,17 @@ class MapResult:
     timings: dict[str, float] = field(default_factory=dict)
     ilm: np.ndarray | None = None
     bm: np.ndarray | None = None
-    #: ``residual`` / ``score_map`` still in preprocessed space, the geometry that
-    #: :func:`restore_map` needs to bring them back, and the maps once restored
+    preprocessed: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: ``residual`` / ``score_map`` still in preprocessed space (:func:`restore_map` brings
+    #: them back with ``preprocessed``), and the maps once restored
     _raw: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
-    _geometry: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _restored_maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def _restored(self, name: str) -> np.ndarray:
         if name not in self._restored_maps:
             from octanomaly.transforms.preprocess import restore_map
 
-            out = np.where(self.retina, restore_map(self._raw[name], self._geometry), 0.0)
+            out = np.where(self.retina, restore_map(self._raw[name], self.preprocessed), 0.0)
             self._restored_maps[name] = out.astype(np.float32)
         return self._restored_maps[name]
 
@@ -229,7 +232,7 @@ def map_volume(
         model=run.info,
         timings=timings,
         _raw={"residual": maps.residual, "score_map": maps.score},
-        _geometry={k: prep[k] for k in ("flatten_shifts", "original_shape")},
+        preprocessed=prep,
     )
 
 
