@@ -87,24 +87,9 @@ def stitch(
     dp, wp = max(d, patch_size), max(w, patch_size)
     acc = np.zeros((n, dp, wp))
     cnt = np.zeros((n, dp, wp))
-    coords = np.asarray(coords, dtype=np.int64).reshape(-1, 3)
-    # one step per patch position (row, column) for all B-scans that have a patch there, in
-    # (row, column) order: each pixel sums its patches in the order of row-major grid coords
-    key = coords[:, 1] * (wp + 1) + coords[:, 2]
-    order = np.lexsort((coords[:, 0], key))
-    bounds = np.flatnonzero(np.diff(key[order])) + 1
-    for idx in np.split(order, bounds) if len(order) else []:
-        b = coords[idx, 0]
-        r, c = coords[idx[0], 1], coords[idx[0], 2]
-        win = (slice(r, r + patch_size), slice(c, c + patch_size))
-        v = vals[idx] if vals.ndim == 3 else vals[idx, None, None]
-        if len(b) > 1 and not np.all(np.diff(b) > 0):  # the same patch twice: one at a time
-            for k, bk in zip(idx, b, strict=True):
-                acc[(bk, *win)] += vals[k]
-                cnt[(bk, *win)] += 1
-            continue
-        acc[(b, *win)] += v
-        cnt[(b, *win)] += 1
+    for k, (b, r, c) in enumerate(np.asarray(coords, dtype=np.int64)):
+        acc[b, r : r + patch_size, c : c + patch_size] += vals[k]
+        cnt[b, r : r + patch_size, c : c + patch_size] += 1
     out = np.full((n, dp, wp), fill, dtype=np.float64)
     np.divide(acc, cnt, out=out, where=cnt > 0)
     return out[:, :d, :w].astype(np.float32)
