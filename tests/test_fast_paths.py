@@ -204,8 +204,8 @@ def _stitch_one_by_one(vals, coords, shape, p, fill=0.0):
 
 
 def test_grid_coords_and_stitch_equal_the_plain_computations() -> None:
-    """Grid positions read from the integral image at grid points only, and stitching one
-    position at a time for all B-scans: the same as full coverage maps and a per-patch loop."""
+    """Grid positions read from the integral image at grid points only: the same as full
+    coverage maps; stitching averages overlapping patches (a patch given twice counts twice)."""
     from octanomaly.transforms.patches import coverage, grid_coords, stitch
 
     rng = np.random.default_rng(4)
@@ -238,10 +238,10 @@ def test_one_malloc_arena_is_set_where_glibc_allows_it() -> None:
     import platform
     import sys
 
-    from octanomaly.devices import share_malloc_arena
+    from octanomaly.devices import tune_malloc
 
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-    assert share_malloc_arena() is glibc
+    assert tune_malloc() is glibc
 
 
 def test_percentile_window_samples_the_valid_pixels_as_the_plain_formula() -> None:

@@ -8,9 +8,9 @@ from octanomaly.cli.app import app
 
 def main() -> None:
     """Console-script entry point."""
-    from octanomaly.devices import share_malloc_arena
+    from octanomaly.devices import tune_malloc
 
-    share_malloc_arena()  # before any worker thread exists
+    tune_malloc()  # before any worker thread exists
     app()
 
 
