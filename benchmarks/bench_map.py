@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from octanomaly.config import load_config
-from octanomaly.devices import resolve_device
+from octanomaly.devices import resolve_device, tune_malloc
 from octanomaly.io import load_volume
 from octanomaly.models import build_model
 from octanomaly.runs import save_model
@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--anogan-patches", type=int, default=8)
     ap.add_argument("--skip-anogan", action="store_true")
     args = ap.parse_args()
+    tune_malloc()  # as the `octanomaly` command does, before any thread starts
     if not VOLUME.exists():
         console.print(f"skipped: the drusen volume is absent ({VOLUME})")
         return
