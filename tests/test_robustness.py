@@ -20,6 +20,7 @@ from octanomaly.io import load_volume
 from octanomaly.io.nifti import to_nifti_image, write_volume
 from octanomaly.volume import DEFAULT_SPACING, OCTVolume, check_spacing
 from tests._patches import tree_hashes
+from tests._summary_text import text_values
 
 runner = CliRunner()
 
@@ -188,7 +189,9 @@ def test_phi_check_does_not_fire_on_file_names_or_numbers(tmp_path, tiny_run):
     summary = json.loads(text)
     assert summary["shape"] == [3, 128, 128]
     assert (tmp_path / summary["outputs"]["parametric_map"]).is_file()
-    assert "Scan^Retina" not in text and "1963" not in text
+    assert "Scan^Retina" not in text and "19630412" not in text
+
+    assert not [v for v in text_values(summary) if "1963" in v]  # not even the birth year
     assert summary["input"] != "retina_scan.dcm"  # the name holds a patient name: withheld
 
 
