@@ -58,12 +58,12 @@ def test_map_restores_what_it_writes_with_the_eager_values(tiny_run) -> None:
     assert result.residual is result.residual  # restored once
 
 
-def _one_call(fn, x, *more, chunks=None):
+def _one_call(fn, x, *more, per_chunk=None):
     """``per_bscan`` without threads or chunks: the plain whole-array computation."""
     return fn(x, *more)
 
 
-def _one_range(fn, n, chunks=None):
+def _one_range(fn, n, per_chunk=None):
     """``per_range`` without threads or chunks."""
     return [fn(slice(0, n))]
 

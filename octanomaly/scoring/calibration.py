@@ -258,17 +258,15 @@ class Calibration:
         """
         f = self.file
 
-        def chunk(image, residual, mask, *bank) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            maps = ch.channel_maps(
-                image, residual, mask, tuple(f.channels), f.smooth_sigma, *(bank or (None,))
-            )
+        def chunk(image, residual, mask, bank=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            maps = ch.channel_maps(image, residual, mask, tuple(f.channels), f.smooth_sigma, bank)
             bins = ch.position_bins(mask, bm_row, margin_px, axial_mm, self.normative.spec)
             fused = ch.fuse(self.normative.z(maps, bins), f.weight_of)
             region = ch.scoring_region(mask, f.edge_px)
             return fused, region, ch.bscan_scores(fused, region, f.bscan_percentile)
 
         more = () if bank is None else (bank,)
-        return per_bscan(chunk, image, residual, mask, *more, chunks=-(-len(image) // 16))
+        return per_bscan(chunk, image, residual, mask, *more, per_chunk=16)
 
     def bscan_z(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated B-scan scores from raw ones (NaN stays NaN)."""
@@ -356,8 +354,7 @@ def clean_mask(anomaly: np.ndarray, threshold: float, min_size: int) -> np.ndarr
                         mask[i] = remove_small_objects(mask[i], min_size=min_size, connectivity=2)
         return mask.astype(np.uint8)
 
-    anomaly = np.asarray(anomaly)
-    return per_bscan(chunk, anomaly, chunks=-(-len(anomaly) // 16))
+    return per_bscan(chunk, np.asarray(anomaly), per_chunk=16)
 
 
 # ----------------------------------------------------------------------------- calibrating

@@ -163,7 +163,7 @@ def resize_bscans(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         else:
             out[b] = r.numpy()
 
-    per_range(part, len(x), chunks=-(-len(x) // 16))
+    per_range(part, len(x), per_chunk=16)
     return out
 
 

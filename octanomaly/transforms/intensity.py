@@ -123,7 +123,7 @@ def percentile_window(
         out[b] = np.clip(y, -1.0, 1.0, out=y)
 
     if x.ndim == 3:
-        per_range(window, len(x), chunks=-(-len(x) // 16))
+        per_range(window, len(x), per_chunk=16)
     else:
         window(())
     return out

@@ -166,7 +166,7 @@ def detect_layers(
         return coarse, ok, _abs_p99(gfine[b])
 
     # chunks of ~16 B-scans bound the temporaries (3 full-resolution arrays per thread)
-    parts = _per_range(full_resolution, n, chunks=-(-n // 16))
+    parts = _per_range(full_resolution, n, per_chunk=16)
     coarse, ok, gs = (np.concatenate(col) for col in zip(*parts, strict=True))
     jump_ilm = max(1, int(np.ceil(p.ilm_max_slope * fx / fz)))
     jump_bm = max(1, int(np.ceil(p.bm_max_slope * fx / fz)))
@@ -202,7 +202,7 @@ def detect_layers(
     # every step is per B-scan (smoothing across rows/columns only, per-B-scan percentiles):
     # chunks of B-scans on threads give the same paths as one call
     # ~48 B-scans a chunk: bounded temporaries, and few enough DP loops (Python per column)
-    ilm_c, bm_c = _per_bscan(coarse_paths, coarse, chunks=-(-n // 48))
+    ilm_c, bm_c = _per_bscan(coarse_paths, coarse, per_chunk=48)
     # ---- back to full resolution: interpolate columns, refine in a band
     cols_c = (np.arange(wc) + 0.5) * fx - 0.5
     cols = np.arange(width)

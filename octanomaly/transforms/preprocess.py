@@ -196,5 +196,5 @@ def restore_maps(maps: Sequence[np.ndarray], prep: dict[str, Any]) -> list[np.nd
             else:
                 o[b] = out[i]
 
-    per_range(part, n, chunks=-(-n // 16))
+    per_range(part, n, per_chunk=16)
     return outs
