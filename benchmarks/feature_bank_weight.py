@@ -1,7 +1,8 @@
-"""Fusion weights (feature bank, residual) chosen on dev-A, reported on dev-B and all of dev.
+"""Fusion weights (feature bank, residual, elevation) chosen on dev-A, reported on dev-B and dev.
 
     python benchmarks/feature_bank_weight.py [RUN_DIR] [--out /tmp/octanomaly-bank-run]
-        [--healthy all|B] [--residual-weights 0.25 ...] [--json PATH]
+        [--healthy all|B] [--residual-weights 0.25 ...] [--elevation-weights 0 0.5 1 ...]
+        [--json PATH]
 
 Calibrates RUN_DIR (default: the bundled model) into ``--out`` on the native
 ``kermany/train/NORMAL`` B-scans (all 85, or ``--healthy B``: the patient-hash half B, 36
@@ -13,6 +14,9 @@ residual weight (``--residual-weights``) and bank weight (intensity 1) gives a B
 (p99.5 of the fused map in the scoring region): image AUROC on dev-A / dev-B (patients split
 by a CRC32 hash of their id, as in ``ablation_normative.py``) and all of dev, per class,
 512-wide only; drusen pixel AUROC inside the retina and A-scan AUROC in the flattened grid.
+With ``--elevation-weights`` the grid is the outer band elevation channel's weight instead (bank
+weight 1); the table of docs/results.md came from
+``--elevation-weights 0 0.5 1 2 4 --json benchmarks/results/elevation-weight.json``.
 Writes ``--json`` (default ``benchmarks/results/feature-bank-weight.json``).
 """
 
@@ -72,21 +76,32 @@ def channel_z(run, vol) -> dict:
     image, mask = prep["image"], prep["mask"]
     maps = score_stack(run.model, image, mask, stride=cal.stride, smooth_sigma=cal.smooth_sigma)
     bank = cal.bank_map(maps, run.model.patch_size)
-    raw = ch.channel_maps(image, maps.residual, mask, tuple(cal.file.channels), 1.0, bank)
-    bm = flatten_row(pre, image.shape[1])
-    bins = ch.position_bins(mask, bm, pre.margin_px, prep["spacing"][1], cal.normative.spec)
-    z = {k: v.astype(np.float16) for k, v in cal.normative.z(raw, bins).items()}
+    bm, axial = flatten_row(pre, image.shape[1]), prep["spacing"][1]
+    raw = ch.channel_maps(
+        image, maps.residual, mask, tuple(cal.file.channels), cal.smooth_sigma, bank,
+        bm_row=bm, axial_mm=axial,
+    )  # fmt: skip
+    bins = ch.position_bins(mask, bm, pre.margin_px, axial, cal.normative.spec)
+    support = ch.supports(raw, bm, axial)
+    z = {
+        k: np.where(support[k], v, 0).astype(np.float16) if k in support else v.astype(np.float16)
+        for k, v in cal.normative.z(raw, bins).items()
+    }
     region = ch.scoring_region(mask, cal.file.edge_px)
     return {"z": z, "region": region, "shifts": prep["flatten_shifts"], "width": vol.shape[2]}
 
 
-def fused_bscan(z: dict, region: np.ndarray, w_bank, q: float = 99.5, w_res: float = 0.25):
+def fused_bscan(
+    z: dict, region: np.ndarray, w_bank, q: float = 99.5, w_res: float = 0.25, w_elev: float = 0.0
+):
     """Fused map and B-scan scores for one bank weight (``"alone"``: bank channel only)."""
     from octanomaly.scoring.channels import bscan_scores, fuse
 
     weights = {"bank": 1.0} if w_bank == "alone" else {"intensity": 1, "residual": w_res}
     if w_bank != "alone" and w_bank > 0:
         weights["bank"] = float(w_bank)
+    if w_bank != "alone" and w_elev > 0:
+        weights["elevation"] = float(w_elev)
     f = fuse({k: z[k].astype(np.float32) for k in weights}, weights)
     return f, bscan_scores(f, region, q)
 
@@ -104,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("/tmp/octanomaly-bank-run"))
     p.add_argument("--healthy", choices=("all", "B"), default="all")
     p.add_argument("--residual-weights", type=float, nargs="+", default=[0.25])
+    p.add_argument(
+        "--elevation-weights",
+        type=float,
+        nargs="+",
+        default=None,
+        help="with bank weight 1, instead of the bank grid (run calibrated with it)",
+    )
     p.add_argument("--json", type=Path, default=OUT)
     a = p.parse_args(argv)
     t0 = time.perf_counter()
@@ -124,13 +146,20 @@ def main(argv: list[str] | None = None) -> int:
     n, dd, w = vol["region"].shape
     gt = shift_columns(resize_bscans(truth.astype(np.float32), (dd, w)) > 0.5, vol["shifts"], 0)
     rows = {}
-    grid = [(wr, wb) for wr in a.residual_weights for wb in BANK_WEIGHTS]
-    for wr, wb in grid:
+    if a.elevation_weights is None:
+        grid = [(wr, wb, 0.0) for wr in a.residual_weights for wb in BANK_WEIGHTS]
+    else:
+        grid = [(wr, 1.0, we) for wr in a.residual_weights for we in a.elevation_weights]
+    for wr, wb, we in grid:
         if wb == "alone" and wr != a.residual_weights[0]:
             continue
         key = str(wb) if len(a.residual_weights) == 1 else f"res {wr} bank {wb}"
-        scores = [float(fused_bscan(d["z"], d["region"], wb, w_res=wr)[1][0]) for d in dev]
-        f, _ = fused_bscan(vol["z"], vol["region"], wb, w_res=wr)
+        if a.elevation_weights is not None:
+            key = f"elevation {we}" if len(a.residual_weights) == 1 else f"res {wr} elev {we}"
+        scores = [
+            float(fused_bscan(d["z"], d["region"], wb, w_res=wr, w_elev=we)[1][0]) for d in dev
+        ]
+        f, _ = fused_bscan(vol["z"], vol["region"], wb, w_res=wr, w_elev=we)
         r = vol["region"]
         col = np.where(r, f, -np.inf).max(axis=1)
         ok = r.any(axis=1)

@@ -119,12 +119,14 @@ def test_clean_mask_drops_small_components():
 def test_calibration_files_and_old_format(tiny_run, run, tmp_path, lesion_volume):
     raw = json.loads((tiny_run / "calibration.json").read_text())
     assert raw["format"] == "octanomaly-calibration/2" and raw["stride"] == 16
-    assert raw["channels"] == ["intensity", "residual", "bank"] and raw["n_bscans"] >= 20
+    assert raw["channels"] == ["intensity", "residual", "bank", "elevation"]
+    assert raw["n_bscans"] >= 20
     assert len(raw["bscan"]["sorted"]) == 1001 and (tiny_run / "normative.safetensors").is_file()
     assert run.calibration.kind == "maps" and run.calibration.normative.channels == (
         "intensity",
         "residual",
         "bank",
+        "elevation",
     )
     old = shutil.copytree(tiny_run, tmp_path / "old")
     (old / "calibration.json").write_text(json.dumps({"model": "fanogan", "maps": {}}))
@@ -180,6 +182,7 @@ def test_write_outputs_geometry_summary_and_no_phi(tmp_path, run, lesion_volume)
         "intensity": 1.0,
         "residual": 0.25,
         "bank": 1.0,
+        "elevation": 1.0,
     }
     assert summary["anomalous_volume_mm3"] == pytest.approx(res.mask.sum() * np.prod(vol.spacing))
     assert "Doe" not in text  # the patient's ID "4711" in no text value (hashes may hold it)

@@ -65,11 +65,11 @@ MIN_HEALTHY_BSCANS: int = 20
 MIN_HEALTHY_GROUPS: int = 2
 #: Default scoring settings (chosen on a patient split of kermany/dev; docs/results.md).
 #: ``bank`` only for models that declare ``embeds_patches``.
-DEFAULT_CHANNELS: tuple[str, ...] = ("intensity", "residual", "bank")
+DEFAULT_CHANNELS: tuple[str, ...] = ("intensity", "residual", "bank", "elevation")
 #: Fusion weights: the residual adds little at image level and lights the bright RPE band in
-#: eyes unlike the healthy set, so it counts a quarter; the feature bank's weight was chosen on
-#: dev-A (docs/results.md, ablation).
-DEFAULT_WEIGHTS: tuple[float, ...] = (1.0, 0.25, 1.0)
+#: eyes unlike the healthy set, so it counts a quarter; the feature bank's and the outer band
+#: elevation's weights were chosen on dev-A (docs/results.md, ablation).
+DEFAULT_WEIGHTS: tuple[float, ...] = (1.0, 0.25, 1.0, 1.0)
 DEFAULT_SMOOTH_SIGMA: float = 1.0
 DEFAULT_BSCAN_PERCENTILE: float = 99.5
 #: Healthy pixels kept per B-scan for fitting (a seeded subset beyond this).
@@ -259,9 +259,13 @@ class Calibration:
         f = self.file
 
         def chunk(image, residual, mask, bank=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            maps = ch.channel_maps(image, residual, mask, tuple(f.channels), f.smooth_sigma, bank)
+            maps = ch.channel_maps(
+                image, residual, mask, tuple(f.channels), f.smooth_sigma, bank,
+                bm_row=bm_row, axial_mm=axial_mm,
+            )  # fmt: skip
             bins = ch.position_bins(mask, bm_row, margin_px, axial_mm, self.normative.spec)
-            fused = ch.fuse(self.normative.z(maps, bins), f.weight_of)
+            support = ch.supports(maps, bm_row, axial_mm)
+            fused = ch.fuse(self.normative.z(maps, bins), f.weight_of, support)
             region = ch.scoring_region(mask, f.edge_px)
             return fused, region, ch.bscan_scores(fused, region, f.bscan_percentile)
 
@@ -444,7 +448,8 @@ def calibrate_run(
     pixel_names = tuple(k for k in names if k != "bank")
     edge = model.patch_size // 2
     rng = np.random.default_rng(seed)
-    records: list[tuple[str, dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
+    #: per healthy B-scan: group, channel values, position bins, channel supports (sampled pixels)
+    records: list[tuple[str, dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]] = []
     #: per record: its patches' embeddings, coordinates (B-scan 0), B-scan shape, region pixels
     patches: list[tuple[np.ndarray, np.ndarray, tuple[int, int, int], np.ndarray]] = []
     sources = _sources(healthy)
@@ -466,9 +471,13 @@ def calibrate_run(
                     batch_size=cfg.training.score_batch_size,
                     amp=cfg.training.amp,
                 )
-                raw = ch.channel_maps(image, maps.residual, mask, pixel_names, DEFAULT_SMOOTH_SIGMA)
-                bm = flatten_row(pre, image.shape[1])
-                bins = ch.position_bins(mask, bm, pre.margin_px, prep["spacing"][1], spec)
+                bm, axial = flatten_row(pre, image.shape[1]), prep["spacing"][1]
+                raw = ch.channel_maps(
+                    image, maps.residual, mask, pixel_names, DEFAULT_SMOOTH_SIGMA,
+                    bm_row=bm, axial_mm=axial,
+                )  # fmt: skip
+                bins = ch.position_bins(mask, bm, pre.margin_px, axial, spec)
+                support = ch.supports(raw, bm, axial)
                 region = ch.scoring_region(mask, edge)
                 for b in range(image.shape[0]):
                     idx = np.flatnonzero(region[b])
@@ -477,7 +486,8 @@ def calibrate_run(
                     if idx.size > MAX_PIXELS_PER_BSCAN:
                         idx = np.sort(rng.choice(idx, MAX_PIXELS_PER_BSCAN, replace=False))
                     vals = {k: v[b].ravel()[idx] for k, v in raw.items()}
-                    records.append((group, vals, bins[b].ravel()[idx], np.array(idx.size)))
+                    sup = {k: v[b].ravel()[idx] for k, v in support.items()}
+                    records.append((group, vals, bins[b].ravel()[idx], sup))
                     if "bank" in names:
                         sel = maps.coords[:, 0] == b
                         local = maps.coords[sel] * np.array([0, 1, 1])
@@ -514,7 +524,7 @@ def calibrate_run(
         nm_k = _fit(fit, names, spec)
         for r, f in zip(records, folds, strict=True):
             if f == k:
-                fz = ch.fuse(nm_k.z(r[1], r[2]), weights)
+                fz = ch.fuse(nm_k.z(r[1], r[2]), weights, r[3])
                 pixel_z.append(fz)
                 bscan_raw.append(float(np.percentile(fz, DEFAULT_BSCAN_PERCENTILE)))
     pix = np.concatenate(pixel_z)

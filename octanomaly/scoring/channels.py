@@ -6,7 +6,12 @@ healthy tissue has a consistent brightness at each height above BM, so fluid, el
 disrupted layers stand out both ways) and ``residual`` (the model's stitched ``|x - x_hat|``:
 only large is anomalous) and, for models with patch embeddings, ``bank`` (each patch's distance
 to the healthy feature bank, :mod:`octanomaly.scoring.feature_bank`, spread over its pixels:
-only large is anomalous). Their z-scores are fused into one map by :func:`fuse`.
+only large is anomalous) and ``elevation`` (the height above BM of the top of the outer
+hyper-reflective band, RPE + ellipsoid zone, per A-scan: drusen and pigment epithelial
+detachments lift it; only high is anomalous). ``elevation`` is a property of the A-scan: its
+value fills the column, so every position bin sees the healthy A-scans' distribution, and its
+z counts only where it applies, from BM up to the band top (:func:`supports`). The z-scores
+are fused into one map by :func:`fuse`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,51 @@ from scipy import ndimage
 from octanomaly.scoring.normative import BinSpec, bin_index, retina_coordinates
 
 #: Channels and whether a deviation counts both ways (``True``) or only upwards.
-CHANNELS: dict[str, bool] = {"intensity": True, "residual": False, "bank": False}
+CHANNELS: dict[str, bool] = {
+    "intensity": True,
+    "residual": False,
+    "bank": False,
+    "elevation": False,
+}
+#: The outer band's top is searched up to this height above BM; its peak up to ``BAND_PEAK_UM``.
+BAND_SEARCH_UM = 160.0
+BAND_PEAK_UM = 100.0
+#: Axial smoothing of the profile (µm), about one native Spectralis row; chosen on dev-A over
+#: 8 µm (which bridges the dark interdigitation zone more often but blurs the lift).
+BAND_SMOOTH_UM = 4.0
+#: The elevation channel applies from this far below BM (µm) up to the band top.
+BELOW_BM_UM = 8.0
+
+
+def band_top(image: np.ndarray, mask: np.ndarray, bm_row: int, axial_mm: float) -> np.ndarray:
+    """Height above BM (µm) of the top of the outer hyper-reflective band, per A-scan ``(n, w)``.
+
+    In each A-scan of the flattened stack (BM on row ``bm_row``), smoothed (axially by
+    ``BAND_SMOOTH_UM``, laterally by one column): the
+    brightest row up to ``BAND_PEAK_UM`` above BM (RPE / ellipsoid zone), then the first row
+    above it where the intensity falls below half-way between that peak and the darkest row
+    up to ``BAND_SEARCH_UM`` (the outer nuclear layer), interpolated between rows. Healthy
+    retina: about 60 µm. 0 where the column holds no retina.
+    """
+    um = float(axial_mm) * 1000.0
+    x = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), (0, BAND_SMOOTH_UM / um, 1.0))
+    top = int(min(round(BAND_SEARCH_UM / um), bm_row))
+    peak_k = max(1, min(int(round(BAND_PEAK_UM / um)), top))
+    prof = x[:, bm_row - np.arange(top + 1), :]  # (n, k, w): k rows above BM
+    k = np.arange(top + 1)[None, :, None]
+    pk = np.argmax(prof[:, : peak_k + 1], axis=1)
+    peak = np.take_along_axis(prof, pk[:, None], 1)[:, 0]
+    after = k >= pk[:, None]
+    low = np.where(after, prof, np.inf).min(axis=1)
+    half = low + 0.5 * (peak - low)
+    below = after & (prof < half[:, None])
+    first = np.argmax(below, axis=1)
+    prev = np.maximum(first - 1, 0)
+    a = np.take_along_axis(prof, prev[:, None], 1)[:, 0]
+    b = np.take_along_axis(prof, first[:, None], 1)[:, 0]
+    frac = np.clip((a - half) / np.maximum(a - b, 1e-6), 0.0, 1.0)
+    height = np.where(below.any(axis=1), (prev + frac) * um, top * um)
+    return np.where(np.asarray(mask, dtype=bool).any(axis=1), height, 0.0).astype(np.float32)
 
 
 def channel_maps(
@@ -27,12 +76,16 @@ def channel_maps(
     names: tuple[str, ...],
     sigma: float,
     bank: np.ndarray | None = None,
+    *,
+    bm_row: int | None = None,
+    axial_mm: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Raw channel maps ``(n, d, w)`` float32 (``residual`` / ``bank`` are already stitched).
 
     ``intensity`` is the smoothed image relative to each B-scan's own retina: minus its median,
     divided by its interquartile range inside ``mask`` (robust to the overall brightness and
-    contrast of a device or export, which are not lesions).
+    contrast of a device or export, which are not lesions). ``elevation`` (:func:`band_top`)
+    needs the flattening row ``bm_row`` and the axial spacing ``axial_mm``.
     """
     out: dict[str, np.ndarray] = {}
     for name in names:
@@ -51,6 +104,11 @@ def channel_maps(
             if bank is None:
                 raise ValueError("the bank channel needs a feature bank and patch embeddings")
             out[name] = np.asarray(bank, dtype=np.float32)
+        elif name == "elevation":
+            if bm_row is None or axial_mm is None:
+                raise ValueError("the elevation channel needs bm_row and axial_mm")
+            top = band_top(image, mask, bm_row, axial_mm)
+            out[name] = np.repeat(top[:, None, :], image.shape[1], axis=1)
         else:
             raise ValueError(f"unknown scoring channel {name!r}")
     return out
@@ -89,13 +147,39 @@ def scoring_region(mask: np.ndarray, edge_px: int) -> np.ndarray:
     return m
 
 
-def fuse(z: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
-    """One anomaly z-map: weighted mean over channels of ``|z|`` (two-sided) or ``z``."""
+def supports(raw: dict[str, np.ndarray], bm_row: int, axial_mm: float) -> dict[str, np.ndarray]:
+    """Where each channel of limited extent applies, bool like its map (others: everywhere).
+
+    ``elevation``: from ``BELOW_BM_UM`` below BM up to the band top of the A-scan (the raw
+    map's value), the tissue a druse or detachment lifts.
+    """
+    out = {}
+    if "elevation" in raw:
+        top = raw["elevation"]
+        height = (float(bm_row) - np.arange(top.shape[1], dtype=np.float32)) * axial_mm * 1000.0
+        height = height[None, :, None]
+        out["elevation"] = (height >= -BELOW_BM_UM) & (height <= top)
+    return out
+
+
+def fuse(
+    z: dict[str, np.ndarray],
+    weights: dict[str, float] | None = None,
+    support: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """One anomaly z-map: weighted mean over channels of ``|z|`` (two-sided) or ``z``.
+
+    A channel with a ``support`` (:func:`supports`) counts as 0 outside it.
+    """
     weights = weights or {}
+    support = support or {}
     total = sum(weights.get(k, 1.0) for k in z)
     out = np.zeros(next(iter(z.values())).shape, dtype=np.float32)
     for k, v in z.items():
-        out += (weights.get(k, 1.0) / total) * (np.abs(v) if CHANNELS[k] else v)
+        v = np.abs(v) if CHANNELS[k] else v
+        if k in support:
+            v = np.where(support[k], v, np.float32(0))
+        out += (weights.get(k, 1.0) / total) * v
     return out
 
 
