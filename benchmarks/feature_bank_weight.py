@@ -94,14 +94,17 @@ def channel_z(run, vol) -> dict:
 def fused_bscan(
     z: dict, region: np.ndarray, w_bank, q: float = 99.5, w_res: float = 0.25, w_elev: float = 0.0
 ):
-    """Fused map and B-scan scores for one bank weight (``"alone"``: bank channel only)."""
+    """Fused map and B-scan scores for one set of weights (``"alone"``: that channel only)."""
     from octanomaly.scoring.channels import bscan_scores, fuse
 
-    weights = {"bank": 1.0} if w_bank == "alone" else {"intensity": 1, "residual": w_res}
-    if w_bank != "alone" and w_bank > 0:
-        weights["bank"] = float(w_bank)
-    if w_bank != "alone" and w_elev > 0:
-        weights["elevation"] = float(w_elev)
+    if "alone" in (w_bank, w_elev):
+        weights = {"bank" if w_bank == "alone" else "elevation": 1.0}
+    else:
+        weights = {"intensity": 1, "residual": w_res}
+        if w_bank > 0:
+            weights["bank"] = float(w_bank)
+        if w_elev > 0:
+            weights["elevation"] = float(w_elev)
     f = fuse({k: z[k].astype(np.float32) for k in weights}, weights)
     return f, bscan_scores(f, region, q)
 
@@ -150,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         grid = [(wr, wb, 0.0) for wr in a.residual_weights for wb in BANK_WEIGHTS]
     else:
         grid = [(wr, 1.0, we) for wr in a.residual_weights for we in a.elevation_weights]
+        grid.append((a.residual_weights[0], 1.0, "alone"))
     for wr, wb, we in grid:
-        if wb == "alone" and wr != a.residual_weights[0]:
+        if "alone" in (wb, we) and wr != a.residual_weights[0]:
             continue
         key = str(wb) if len(a.residual_weights) == 1 else f"res {wr} bank {wb}"
         if a.elevation_weights is not None:
