@@ -168,3 +168,25 @@ def test_model_without_discriminator_gives_empty_features(lesion_phantom):
     feats = region_features(SimpleNamespace(name="toy", patch_size=32), {}, f)
     assert feats.shape == (len(f.regions), 0)
     assert len(cluster_regions(f.regions, feats).labels) == len(f.regions)  # descriptors only
+
+
+def test_region_band_top_is_the_outer_band_under_it(lesion_phantom):
+    """Drusen regions sit under a lifted outer band; without the band map the column is NaN."""
+    from octanomaly.findings.regions import band_top_en_face
+    from octanomaly.transforms.preprocess import PreprocessingConfig, preprocess_volume
+
+    ph = lesion_phantom
+    prep = preprocess_volume(ph.volume, PreprocessingConfig())
+    band = band_top_en_face(prep, ph.volume.shape[2])
+    assert band.shape == (ph.volume.shape[0], ph.volume.shape[2])
+    truth = ph.lesion_mask
+    f = find_regions(truth, truth * 5.0, ph.volume, ph.ilm, ph.bm, band)
+    kinds = {}
+    for r in f.regions:
+        kinds.setdefault(_true_type(ph, f.labels, r["region_id"]), []).append(r["band_top_um"])
+    healthy = np.nanmedian(band[~ph.masks["drusen"].any(axis=1)])
+    assert np.median(kinds["drusen"]) > healthy + 15.0
+    assert np.median(kinds["hrf"]) < healthy + 10.0
+    plain = find_regions(truth, truth * 5.0, ph.volume, ph.ilm, ph.bm)
+    assert all(np.isnan(r["band_top_um"]) for r in plain.regions)
+    assert band_top_en_face({**prep, "bm_row": None}, ph.volume.shape[2]) is None

@@ -20,8 +20,8 @@ import numpy as np
 #: Region descriptors in the embedding (``log`` ones are log10 of a size).
 DESCRIPTORS: tuple[tuple[str, bool], ...] = (
     ("volume_mm3", True), ("width_mm", True), ("height_um", True), ("extent_y_mm", True),
-    ("height_above_bm_um", False), ("relative_depth", False), ("contrast", False),
-    ("mean_z", False), ("max_z", False), ("eccentricity_mm", False),
+    ("height_above_bm_um", False), ("relative_depth", False), ("band_top_um", False),
+    ("contrast", False), ("mean_z", False), ("max_z", False), ("eccentricity_mm", False),
 )  # fmt: skip
 FEATURE_DIMS: int = 8
 MAX_K: int = 8

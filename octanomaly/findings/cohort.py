@@ -157,7 +157,7 @@ def _json(obj: Any) -> Any:
 
 def _process(path: Path, name: str, out: Path, settings: Settings, row: dict) -> dict[str, Any]:
     from octanomaly.findings.embed import region_crops, region_features
-    from octanomaly.findings.regions import find_regions
+    from octanomaly.findings.regions import volume_findings
     from octanomaly.io import load_volume
     from octanomaly.io.atomic import atomic_path
     from octanomaly.scoring import map_volume, write_outputs
@@ -167,7 +167,7 @@ def _process(path: Path, name: str, out: Path, settings: Settings, row: dict) ->
     result = map_volume(volume, run, stride=settings.stride, threshold=settings.threshold,
                         min_size=settings.min_size)  # fmt: skip
     prep = result.preprocessed  # what the maps came from: no second preprocessing
-    findings = find_regions(result.mask, result.anomaly, volume, prep["ilm"], prep["bm"])
+    findings = volume_findings(result, volume, (prep["ilm"], prep["bm"]))
     vdir = out / "volumes" / name
     write_outputs(result, volume, vdir, name, findings=findings)
     features = region_features(run.model, prep, findings)

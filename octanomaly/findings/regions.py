@@ -3,7 +3,9 @@
 Voxels connect within a B-scan (8-neighbourhood) and across neighbouring B-scans (26-neighbourhood
 in 3-D), so a lesion seen on several B-scans is one region. Each region gets its size (mm³),
 B-scan range, en-face centroid relative to the fovea and ETDRS sector, depth (µm above BM,
-relative depth ILM = 0 -> BM = 1, band), reflectivity against the tissue around it, and its
+relative depth ILM = 0 -> BM = 1, band), the height of the outer retinal band's top above BM
+under it (µm, :func:`octanomaly.scoring.channels.band_top`: lifted over drusen and detachments;
+NaN when the maps carry no flattened image), reflectivity against the tissue around it, and its
 mean and max z-score. Depth bands (centroid height ``h`` above BM, relative depth ``d``):
 ``below BM`` (h < 0), ``RPE-BM`` (0 <= h < :data:`RPE_BM_UM`, the RPE, sub-RPE deposits and BM),
 ``inner retina`` (d < :data:`INNER_FRACTION`) and ``outer retina`` otherwise.
@@ -31,7 +33,7 @@ SHELL_PX: int = 6
 COLUMNS: tuple[str, ...] = (
     "region_id", "n_voxels", "volume_mm3", "bscan_first", "bscan_last", "n_bscans",
     "x_mm", "y_mm", "eccentricity_mm", "etdrs_sector", "width_mm", "height_um", "extent_y_mm",
-    "height_above_bm_um", "relative_depth", "band", "reflectivity", "contrast",
+    "height_above_bm_um", "relative_depth", "band", "band_top_um", "reflectivity", "contrast",
     "mean_z", "max_z", "centre_bscan", "centre_row", "centre_column",
 )  # fmt: skip
 BANDS: tuple[str, ...] = ("inner retina", "outer retina", "RPE-BM", "below BM")
@@ -123,8 +125,12 @@ def describe_regions(
     fovea: Fovea,
     *,
     labels: np.ndarray | None = None,
+    band_top: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Descriptors of every 3-D region of ``mask`` (see module doc) and the label map."""
+    """Descriptors of every 3-D region of ``mask`` (see module doc) and the label map.
+
+    ``band_top``: the outer band top above BM (µm) per A-scan ``(n_bscans, width)``, or None.
+    """
     if labels is None:
         labels, _ = label_regions(mask)
     n, depth, width = volume.shape
@@ -133,6 +139,7 @@ def describe_regions(
     data = np.asarray(volume.data)  # region values become float32 (not the whole volume)
     ilm2, bm2 = np.atleast_2d(ilm), np.atleast_2d(bm)
     x_flat, y_flat = np.ravel(x_mm), np.ravel(y_mm)
+    band_flat = np.full(x_flat.shape, np.nan) if band_top is None else np.ravel(band_top)
     out: list[dict[str, Any]] = []
     for rid, sl_box in enumerate(ndimage.find_objects(labels), start=1):
         if sl_box is None:
@@ -142,10 +149,14 @@ def describe_regions(
         z0, z1 = max(sl_box[1].start - SHELL_PX, 0), min(sl_box[1].stop + SHELL_PX, depth)
         c0, c1 = max(sl_box[2].start - SHELL_PX, 0), min(sl_box[2].stop + SHELL_PX, width)
         box = (slice(b0, b1), slice(z0, z1), slice(c0, c1))
-        v = _region_values(rid, labels, box, anomaly, data, (ilm2, bm2), (x_flat, y_flat), sa)
+        v = _region_values(
+            rid, labels, box, anomaly, data, (ilm2, bm2), (x_flat, y_flat, band_flat), sa
+        )
         nvox = v.n
         z_vals, height, rel = v.arrays["z"], v.arrays["height"], v.arrays["rel"]
         h_med = float(np.nanmedian(height)) if np.isfinite(height).any() else float("nan")
+        band = v.arrays["band"]
+        band_med = float(np.nanmedian(band)) if np.isfinite(band).any() else float("nan")
         r_med = float(np.nanmedian(rel)) if np.isfinite(rel).any() else float("nan")
         # reflectivity: region vs a shell around it inside the retina (ILM .. BM + shell)
         vals_in, vals_out = v.arrays["inside"], v.arrays["shell"]
@@ -179,6 +190,7 @@ def describe_regions(
                 "height_above_bm_um": h_med,
                 "relative_depth": r_med,
                 "band": _band(h_med, r_med),
+                "band_top_um": band_med,
                 "reflectivity": "unknown"
                 if not np.isfinite(contrast)
                 else ("hyper" if contrast > 0 else "hypo"),
@@ -216,12 +228,13 @@ def _region_values(
     anomaly: np.ndarray,
     data: np.ndarray,
     layers: tuple[np.ndarray, np.ndarray],
-    en_face: tuple[np.ndarray, np.ndarray],
+    en_face: tuple[np.ndarray, np.ndarray, np.ndarray],
     axial_mm: float,
 ) -> _RegionValues:
     """Voxel values of region ``rid`` in ``box``, gathered slab by slab of B-scans in raster
     order (so every statistic equals the one of whole-box arrays): z, height above BM (µm),
-    relative depth, en-face x/y, intensity inside and in the shell around it within B-scans."""
+    relative depth, en-face x/y and outer band top (flat ``en_face`` maps), intensity inside and
+    in the shell around it within B-scans."""
     ilm2, bm2 = layers
     width, depth = labels.shape[2], labels.shape[1]
     ilm_flat, bm_flat = np.ravel(ilm2), np.ravel(bm2)
@@ -230,7 +243,7 @@ def _region_values(
     shell_struct = np.zeros((1, 3, 3), bool)
     shell_struct[0] = True
     parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("z", "height", "rel", "x", "y", "inside", "shell")
+        k: [] for k in ("z", "height", "rel", "x", "y", "band", "inside", "shell")
     }
     n, sums = 0, [0, 0, 0]
     lo, hi = [np.iinfo(np.int64).max] * 3, [-1] * 3
@@ -254,6 +267,7 @@ def _region_values(
         parts["rel"].append((zi - top) / np.maximum(bot - top, 1e-6))
         parts["x"].append(en_face[0][ascan])
         parts["y"].append(en_face[1][ascan])
+        parts["band"].append(en_face[2][ascan])
         del top, bot, ascan, bi, zi, ci
         grown = ndimage.binary_dilation(reg, shell_struct, iterations=SHELL_PX)
         in_retina = (rows >= np.floor(ilm2[s0:s1, None, c0:c1])) & (
@@ -275,14 +289,16 @@ def find_regions(
     volume: OCTVolume,
     ilm: np.ndarray,
     bm: np.ndarray,
+    band_top: np.ndarray | None = None,
 ) -> VolumeFindings:
-    """Fovea, regions and ETDRS statistics of one volume from its mask, z-map and layer lines."""
+    """Fovea, regions and ETDRS statistics of one volume from its mask, z-map and layer lines
+    (and the outer band top per A-scan, µm, when known)."""
     shape = volume.shape
     if tuple(mask.shape) != shape or tuple(anomaly.shape) != shape:
         raise ValueError(f"mask {mask.shape} / anomaly {anomaly.shape} do not match {shape}")
     ilm, bm = np.atleast_2d(ilm), np.atleast_2d(bm)
     fovea, thickness = find_fovea(ilm, bm, volume.spacing)
-    regions, labels = describe_regions(mask, anomaly, volume, ilm, bm, fovea)
+    regions, labels = describe_regions(mask, anomaly, volume, ilm, bm, fovea, band_top=band_top)
     x_mm, y_mm = en_face_mm((shape[0], shape[2]), volume.spacing, fovea)
     sectors = sector_map(x_mm, y_mm, volume.laterality)
     stats = sector_stats(sectors, thickness, mask, volume.spacing, volume.laterality)
@@ -303,4 +319,20 @@ def volume_findings(result: Any, volume: OCTVolume, layers: tuple | None = None)
     if layers is None and getattr(result, "ilm", None) is not None:
         layers = (result.ilm, result.bm)
     ilm, bm = layers if layers is not None else volume_layers(volume)
-    return find_regions(result.mask, result.anomaly, volume, ilm, bm)
+    band = band_top_en_face(getattr(result, "preprocessed", None) or {}, volume.shape[2])
+    return find_regions(result.mask, result.anomaly, volume, ilm, bm, band)
+
+
+def band_top_en_face(prep: dict[str, Any], width: int) -> np.ndarray | None:
+    """Outer band top above BM (µm) per A-scan ``(n_bscans, width)`` of the input volume, from
+    the flattened image the maps were computed on (None without one)."""
+    from octanomaly.scoring.channels import band_top
+
+    if prep.get("bm_row") is None or prep.get("image") is None:
+        return None
+    image = prep["image"]
+    top = band_top(image, prep["mask"], prep["bm_row"], prep["spacing"][1])
+    # input column -> the processed column it was resampled to (same B-scans)
+    cols = np.minimum(((np.arange(width) + 0.5) * image.shape[2] / width).astype(np.int64),
+                      image.shape[2] - 1)  # fmt: skip
+    return np.where(prep["mask"].any(axis=1), top, np.nan)[:, cols]

@@ -13,7 +13,13 @@ from monai.transforms import Compose, CopyItemsd, MapTransform
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from octanomaly.transforms._threads import per_range
-from octanomaly.transforms.flatten import Flattend, Resampled, Unflattend, resize_bscans
+from octanomaly.transforms.flatten import (
+    Flattend,
+    Resampled,
+    Unflattend,
+    resize_bscans,
+    target_row,
+)
 from octanomaly.transforms.intensity import (
     FillPaddingd,
     LogIntensityd,
@@ -127,7 +133,8 @@ def preprocess_volume(
     Returns ``image`` float32 ``(n, d', w')`` in [-1, 1], ``mask`` bool (retina, no padding),
     ``ilm``/``bm`` ``(n, width)`` rows of the *input* volume (NaN where absent), ``valid``
     (n,) B-scans with a retina, and what :func:`restore_map` needs (``flatten_shifts``,
-    ``original_shape``), plus ``spacing`` of the processed grid (bscan, axial, lateral) mm.
+    ``original_shape``), plus ``spacing`` of the processed grid (bscan, axial, lateral) mm and
+    ``bm_row``, the row BM lies on in the flattened ``image`` (None without flattening).
     """
     shape = tuple(volume.shape)
     pipeline = preprocessing_transform(cfg, _use_log(volume, cfg), params)
@@ -148,6 +155,7 @@ def preprocess_volume(
         "flatten_shifts": d.get("flatten_shifts"),
         "original_shape": shape,
         "spacing": tuple(float(s) for s in d["spacing"]),
+        "bm_row": target_row(cfg.flatten_row, d["image"].shape[1]) if cfg.flatten else None,
     }
 
 
