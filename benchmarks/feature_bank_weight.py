@@ -64,6 +64,41 @@ def image_metrics(scores, cls, widths, sel) -> dict[str, float]:
     return out
 
 
+def dev_and_drusen(prepare) -> tuple[list[dict], dict, tuple]:
+    """``prepare(volume)`` of every ``kermany/dev`` B-scan and of the drusen volume, with the dev
+    classes, widths, dev-A membership and the drusen truth in the flattened grid."""
+    from rich.progress import track
+
+    from octanomaly.evaluation.drusen import load_drusen_mask
+    from octanomaly.io import load_volume
+    from octanomaly.transforms.flatten import resize_bscans, shift_columns
+
+    dev_files = sorted((DATA / "kermany/dev").glob("*/*.jpeg"))
+    dev = [prepare(load_volume(f)) for f in track(dev_files, "kermany/dev")]
+    vol = prepare(load_volume(DATA / "volumes/spectralis-drusen/OCT-Volume-Scan"))
+    cls = [f.parent.name for f in dev_files]
+    widths = [d["width"] for d in dev]
+    half = np.array([zlib.crc32(_pid(f.stem).encode()) % 2 == 0 for f in dev_files])
+    truth = load_drusen_mask(DATA / "volumes/spectralis-drusen")
+    _, dd, w = vol["region"].shape
+    gt = shift_columns(resize_bscans(truth.astype(np.float32), (dd, w)) > 0.5, vol["shifts"], 0)
+    return dev, vol, (cls, widths, half, gt)
+
+
+def metrics_row(scores, cls, widths, half, fused_vol, region, gt) -> dict:
+    """Image AUROCs of dev ``scores`` (all, dev-A, dev-B) and the drusen volume's pixel and
+    A-scan AUROC of its fused map ``fused_vol`` in ``region`` against ``gt`` (flattened grid)."""
+    col = np.where(region, fused_vol, -np.inf).max(axis=1)
+    ok = region.any(axis=1)
+    return {
+        "dev": image_metrics(scores, cls, widths, np.ones(len(scores), bool)),
+        "dev-A": image_metrics(scores, cls, widths, half),
+        "dev-B": image_metrics(scores, cls, widths, ~half),
+        "drusen_pixel_auroc_retina": _auroc(fused_vol[region], gt[region]),
+        "drusen_ascan_auroc": _auroc(col[ok], gt.any(axis=1)[ok]),
+    }
+
+
 def channel_z(run, vol) -> dict:
     """Per-channel z-maps (in the scoring region, flattened grid) of one volume."""
     from octanomaly.scoring import channels as ch
@@ -110,12 +145,8 @@ def fused_bscan(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.progress import track
 
-    from octanomaly.evaluation.drusen import load_drusen_mask
-    from octanomaly.io import load_volume
     from octanomaly.scoring import calibrate_run, default_model_dir, load_run
-    from octanomaly.transforms.flatten import resize_bscans, shift_columns
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir", nargs="?", type=Path, default=None)
@@ -139,15 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     calibrate_run(a.run_dir or default_model_dir(), healthy, out=a.out, device="cpu")
     t_cal = time.perf_counter() - t0
     run = load_run(a.out, "cpu")
-    dev_files = sorted((DATA / "kermany/dev").glob("*/*.jpeg"))
-    dev = [channel_z(run, load_volume(f)) for f in track(dev_files, "kermany/dev")]
-    vol = channel_z(run, load_volume(DATA / "volumes/spectralis-drusen/OCT-Volume-Scan"))
-    cls = [f.parent.name for f in dev_files]
-    widths = [d["width"] for d in dev]
-    half = np.array([zlib.crc32(_pid(f.stem).encode()) % 2 == 0 for f in dev_files])
-    truth = load_drusen_mask(DATA / "volumes/spectralis-drusen")
-    n, dd, w = vol["region"].shape
-    gt = shift_columns(resize_bscans(truth.astype(np.float32), (dd, w)) > 0.5, vol["shifts"], 0)
+    dev, vol, (cls, widths, half, gt) = dev_and_drusen(lambda v: channel_z(run, v))
     rows = {}
     if a.elevation_weights is None:
         grid = [(wr, wb, 0.0) for wr in a.residual_weights for wb in BANK_WEIGHTS]
@@ -164,16 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             float(fused_bscan(d["z"], d["region"], wb, w_res=wr, w_elev=we)[1][0]) for d in dev
         ]
         f, _ = fused_bscan(vol["z"], vol["region"], wb, w_res=wr, w_elev=we)
-        r = vol["region"]
-        col = np.where(r, f, -np.inf).max(axis=1)
-        ok = r.any(axis=1)
-        rows[key] = {
-            "dev": image_metrics(scores, cls, widths, np.ones(len(dev), bool)),
-            "dev-A": image_metrics(scores, cls, widths, half),
-            "dev-B": image_metrics(scores, cls, widths, ~half),
-            "drusen_pixel_auroc_retina": _auroc(f[r], gt[r]),
-            "drusen_ascan_auroc": _auroc(col[ok], gt.any(axis=1)[ok]),
-        }
+        rows[key] = metrics_row(scores, cls, widths, half, f, vol["region"], gt)
         print(key, json.dumps(rows[key]), file=sys.stderr)
     chosen = max((k for k in rows if "alone" not in k), key=lambda k: rows[k]["dev-A"]["all"])
     a.json.parent.mkdir(parents=True, exist_ok=True)

@@ -19,13 +19,12 @@ import argparse
 import json
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from feature_bank_weight import DATA, _auroc, _pid, image_metrics  # noqa: E402
+from feature_bank_weight import DATA, dev_and_drusen, metrics_row  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "normative-eccentricity.json"
 CHANNELS = ("intensity", "residual", "elevation")
@@ -102,11 +101,9 @@ def fused(d: dict, models, edges: list[float]) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     from rich.progress import track
 
-    from octanomaly.evaluation.drusen import load_drusen_mask
     from octanomaly.io import load_volume
     from octanomaly.scoring import default_model_dir, load_run
     from octanomaly.scoring.channels import bscan_scores
-    from octanomaly.transforms.flatten import resize_bscans, shift_columns
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir", nargs="?", type=Path, default=None)
@@ -117,31 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     run = load_run(a.run_dir or default_model_dir(), "cpu")
     normals = sorted((DATA / "kermany/train/NORMAL").glob("*.jpeg"))
     healthy = [prepare(run, load_volume(f)) for f in track(normals, "healthy")]
-    dev_files = sorted((DATA / "kermany/dev").glob("*/*.jpeg"))
-    dev = [prepare(run, load_volume(f)) for f in track(dev_files, "kermany/dev")]
-    vol = prepare(run, load_volume(DATA / "volumes/spectralis-drusen/OCT-Volume-Scan"))
-    cls = [f.parent.name for f in dev_files]
-    widths = [d["width"] for d in dev]
-    half = np.array([zlib.crc32(_pid(f.stem).encode()) % 2 == 0 for f in dev_files])
-    truth = load_drusen_mask(DATA / "volumes/spectralis-drusen")
-    n, dd, w = vol["region"].shape
-    gt = shift_columns(resize_bscans(truth.astype(np.float32), (dd, w)) > 0.5, vol["shifts"], 0)
+    dev, vol, (cls, widths, half, gt) = dev_and_drusen(lambda v: prepare(run, v))
     rows = {}
     variants = (("position only (product)", []), (f"position x rings {a.edges} mm", a.edges))
     for name, edges in variants:
         models = fit(healthy, edges)
         scores = [float(bscan_scores(fused(d, models, edges), d["region"], 99.5)[0]) for d in dev]
         f = fused(vol, models, edges)
-        r = vol["region"]
-        col = np.where(r, f, -np.inf).max(axis=1)
-        ok = r.any(axis=1)
-        rows[name] = {
-            "dev": image_metrics(scores, cls, widths, np.ones(len(dev), bool)),
-            "dev-A": image_metrics(scores, cls, widths, half),
-            "dev-B": image_metrics(scores, cls, widths, ~half),
-            "drusen_pixel_auroc_retina": _auroc(f[r], gt[r]),
-            "drusen_ascan_auroc": _auroc(col[ok], gt.any(axis=1)[ok]),
-        }
+        rows[name] = metrics_row(scores, cls, widths, half, f, vol["region"], gt)
         print(name, json.dumps(rows[name]), file=sys.stderr)
     methods = [d["fovea"] for d in healthy + dev]
     pits = {k: methods.count(k) for k in sorted(set(methods))}
