@@ -150,24 +150,6 @@ def detect_layers(
     fz = 2 if depth >= 128 else 1
     wc, dc = width // fx, depth // fz
 
-    gfine = np.empty(raw.shape, dtype=np.float32)
-
-    def full_resolution(b: slice) -> tuple[np.ndarray, ...]:
-        """Everything at full resolution for B-scans ``b`` (each B-scan on its own)."""
-        r, pd = raw[b], pad[b]
-        x = _normalise(fill_padding(r, pd) if pd.any() else r)
-        xs = ndimage.gaussian_filter(x, sigma=(0, 1.0, 1.0))
-        coarse = xs[:, : dc * fz, : wc * fx].reshape(len(x), dc, fz, wc, fx).mean(axis=(2, 4))
-        del xs
-        ok = _retina_present_chunk(x, p)
-        fine = ndimage.gaussian_filter(x, sigma=(0, 1.5, 2.0))
-        del x
-        _row_gradient(fine, out=gfine[b])
-        return coarse, ok, _abs_p99(gfine[b])
-
-    # chunks of ~16 B-scans bound the temporaries (3 full-resolution arrays per thread)
-    parts = _per_range(full_resolution, n, per_chunk=16)
-    coarse, ok, gs = (np.concatenate(col) for col in zip(*parts, strict=True))
     jump_ilm = max(1, int(np.ceil(p.ilm_max_slope * fx / fz)))
     jump_bm = max(1, int(np.ceil(p.bm_max_slope * fx / fz)))
 
@@ -199,19 +181,39 @@ def detect_layers(
         cost_bm = np.where(below, 5.0, cost_bm)
         return ilm_c, _dp_path(cost_bm.astype(np.float32), jump_bm, 0.05)
 
-    # every step is per B-scan (smoothing across rows/columns only, per-B-scan percentiles):
-    # chunks of B-scans on threads give the same paths as one call
-    # ~48 B-scans a chunk: bounded temporaries, and few enough DP loops (Python per column)
-    ilm_c, bm_c = _per_bscan(coarse_paths, coarse, per_chunk=48)
-    # ---- back to full resolution: interpolate columns, refine in a band
     cols_c = (np.arange(wc) + 0.5) * fx - 0.5
     cols = np.arange(width)
-    ilm0 = np.stack([np.interp(cols, cols_c, (r + 0.5) * fz - 0.5) for r in ilm_c])
-    bm0 = np.stack([np.interp(cols, cols_c, (r + 0.5) * fz - 0.5) for r in bm_c])
-    gs = np.maximum(gs, 1e-6)
     half = 2 * fz + 3
-    ilm = _refine(lambda g: np.clip(g, 0, None) / gs, gfine, ilm0, half, p.ilm_max_slope)
-    bm = _refine(lambda g: np.clip(-g, 0, None) / gs, gfine, bm0, half, p.bm_max_slope)
+
+    def one_chunk(b: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Refined ILM and BM rows (BM before its envelope) and retina presence of B-scans
+        ``b``: the coarse search on a downsampled copy, then a second search in a band at full
+        resolution. Every step is per B-scan, so chunks give the same rows as one call; the
+        full-resolution gradient exists for one chunk at a time."""
+        r, pd = raw[b], pad[b]
+        x = _normalise(fill_padding(r, pd) if pd.any() else r)
+        xs = ndimage.gaussian_filter(x, sigma=(0, 1.0, 1.0))
+        # ---- coarse grid: average A-scans laterally, halve axially
+        coarse = xs[:, : dc * fz, : wc * fx].reshape(len(x), dc, fz, wc, fx).mean(axis=(2, 4))
+        del xs
+        ok = _retina_present_chunk(x, p)
+        fine = ndimage.gaussian_filter(x, sigma=(0, 1.5, 2.0))
+        del x
+        gfine = _row_gradient(fine, out=np.empty(fine.shape, dtype=np.float32))
+        del fine
+        gs = np.maximum(_abs_p99(gfine), 1e-6)
+        ilm_c, bm_c = coarse_paths(coarse)
+        # ---- back to full resolution: interpolate columns, refine in a band
+        ilm0 = np.stack([np.interp(cols, cols_c, (q + 0.5) * fz - 0.5) for q in ilm_c])
+        bm0 = np.stack([np.interp(cols, cols_c, (q + 0.5) * fz - 0.5) for q in bm_c])
+        ilm = _refine(lambda g: np.clip(g, 0, None) / gs, gfine, ilm0, half, p.ilm_max_slope)
+        bm = _refine(lambda g: np.clip(-g, 0, None) / gs, gfine, bm0, half, p.bm_max_slope)
+        return ilm, bm, ok
+
+    # chunks of ~16 B-scans on threads bound the temporaries (a few full-resolution arrays
+    # per thread); the DP loops (Python per column) run once per chunk
+    parts = _per_range(one_chunk, n, per_chunk=16)
+    ilm, bm, ok = (np.concatenate(col) for col in zip(*parts, strict=True))
     bm = _lower_envelope(bm, p.bm_envelope_width)
     bm = np.maximum(bm, ilm + p.min_thickness)
     bm = np.minimum(bm, depth - 1)
@@ -246,7 +248,7 @@ def _refine(
     band, rows = _band(grad, start, half)
     band = score(band)
     jump = max(1, int(np.ceil(max_slope)))
-    path = _per_bscan(lambda c: _dp_path(c, jump, 0.02), -band.astype(np.float32))
+    path = _dp_path(-band.astype(np.float32), jump, 0.02)
     r_int = np.take_along_axis(rows, path[:, None], 1)[:, 0]
     return _subpixel(score, grad, r_int)
 
