@@ -80,3 +80,11 @@ def test_normative_elevation_scores_phantom_drusen_high_and_healthy_near_zero():
     healthy = mask.any(axis=1) & ~ph.masks["drusen"].any(axis=1)
     assert drusen.sum() > 20 and healthy.sum() > 200
     assert np.median(zc[drusen]) > 2.0 and abs(float(np.median(zc[healthy]))) < 1.0
+
+
+@pytest.mark.parametrize("bm_row", [0, 3])
+def test_band_top_near_the_top_of_the_grid_stays_in_bounds(bm_row):
+    img = np.random.default_rng(0).random((2, 40, 5)).astype(np.float32)
+    top = ch.band_top(img, np.ones_like(img, dtype=bool), bm_row, 0.0078)
+    assert top.shape == (2, 5) and np.isfinite(top).all()
+    assert (top >= 0).all() and (top <= bm_row * 7.8 + 1e-3).all()
