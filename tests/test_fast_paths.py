@@ -36,7 +36,13 @@ def test_map_restores_what_it_writes_with_the_eager_values(tiny_run) -> None:
     """anomaly, mask and retina as restored before; residual/score_map restored on access."""
     from octanomaly.scoring import load_run, map_volume
     from octanomaly.scoring.calibration import clean_mask
-    from octanomaly.scoring.pipeline import DEFAULT_MIN_SIZE, _score_prepped, _threshold
+    from octanomaly.scoring.pipeline import (
+        DEFAULT_MIN_SIZE,
+        _score_prepped,
+        _threshold,
+        core_percentile,
+        keep_cored_regions,
+    )
 
     run = load_run(tiny_run, device="cpu")
     vol = make_phantom(seed=11, n_bscans=4, depth=128, width=128, lesions="all").volume
@@ -49,6 +55,8 @@ def test_map_restores_what_it_writes_with_the_eager_values(tiny_run) -> None:
     residual = np.where(retina, restore_map(maps.residual, prep), 0.0).astype(np.float32)
     score_map = np.where(retina, restore_map(maps.score, prep), 0.0).astype(np.float32)
     mask = clean_mask(anomaly, _threshold(run, None)[1], DEFAULT_MIN_SIZE) * retina
+    core = run.calibration.thresholds(core_percentile(_threshold(run, None)[0]))[0]
+    mask = keep_cored_regions(mask.astype(np.uint8), anomaly, core)
     np.testing.assert_array_equal(result.retina, retina)
     np.testing.assert_array_equal(result.anomaly, anomaly)
     np.testing.assert_array_equal(result.mask, mask.astype(np.uint8))

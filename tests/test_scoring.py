@@ -208,3 +208,24 @@ def test_anogan_scores_with_latent_mapping(tmp_path, lesion_volume, tiny_run):
     res = map_volume(lesion_volume, tmp_path / "ano", device="cpu")
     assert res.model["name"] == "anogan" and res.model["calibration"] == "maps"
     assert res.anomaly.shape == lesion_volume.shape and np.isfinite(res.bscan_scores).all()
+
+
+def test_mask_keeps_only_regions_with_a_core_above_the_rarer_threshold():
+    """3-D hysteresis: a region survives whole when one voxel passes the core threshold, in any
+    of its B-scans (26-connected, like the findings' regions); a region without one is cleared."""
+    from scipy import ndimage
+
+    from octanomaly.scoring.pipeline import core_percentile, keep_cored_regions
+
+    assert core_percentile(99) == pytest.approx(99.9) and core_percentile(95) == pytest.approx(99.5)
+    anomaly = np.zeros((3, 20, 20), dtype=np.float32)
+    anomaly[0, 2:6, 2:6] = 2.0  # region A: B-scans 0-1, its core in B-scan 1 only
+    anomaly[1, 5:8, 5:8] = 2.0
+    anomaly[1, 6, 6] = 5.0
+    anomaly[2, 12:16, 12:16] = 2.0  # region B: no core
+    mask = (anomaly > 1.0).astype(np.uint8)
+    out = keep_cored_regions(mask.copy(), anomaly, 4.0)
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    assert out.dtype == np.uint8
+    assert np.array_equal(out.astype(bool), labels == labels[1, 6, 6])
+    assert out[0, 2:6, 2:6].all() and not out[2].any()

@@ -109,7 +109,8 @@ def map_command(
         typer.Option(
             "--threshold",
             help="Percentile of healthy (0-100, default 99): pixels above the healthy maps' "
-            "percentile are anomalous, B-scans above the healthy B-scans' percentile flagged.",
+            "percentile are anomalous where their region reaches a ten times rarer one (99.9), "
+            "B-scans above the healthy B-scans' percentile flagged.",
         ),
     ] = None,
     min_size: Annotated[

@@ -372,6 +372,7 @@ def _write_set(
         "model": result.model,
         "threshold": result.threshold,
         "threshold_percentile": result.percentile,
+        "core_threshold": result.core_threshold,
         "bscan_threshold": result.bscan_threshold,
         "volume_score": result.volume_score,
         "bscan_scores": [float(s) if np.isfinite(s) else None for s in result.bscan_scores],

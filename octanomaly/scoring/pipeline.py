@@ -4,8 +4,10 @@ restore to the input geometry, threshold. :func:`map_volume` is the product's ma
 The anomaly map is the fused z-map of the scoring channels against the run's normative model of
 healthy retina (position-aware: height above BM, relative depth), clipped at 0 and zero outside
 the scored retina. The threshold is a percentile of healthy (default 99): a pixel is anomalous
-above the healthy fused maps' P-th percentile, a B-scan is flagged when its score (a high
-percentile of its fused map, calibrated) exceeds the healthy B-scans' P-th percentile.
+above the healthy fused maps' P-th percentile when its 3-D region also holds a pixel above a ten
+times rarer one (99.9: hysteresis, so that regions are not the healthy maps' own 1 % tail), a
+B-scan is flagged when its score (a high percentile of its fused map, calibrated) exceeds the
+healthy B-scans' P-th percentile.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ class MapResult:
 
     Attributes:
         anomaly: float32 z-scores vs healthy (clipped at 0; 0 outside the retina).
-        mask: uint8 anomalous voxels (``anomaly > threshold``, small components removed).
+        mask: uint8 anomalous voxels (``anomaly > threshold``, small components removed, in
+            3-D regions holding a voxel above ``core_threshold``).
         residual: float32 raw stitched residual map (mean ``|x - x_hat|``; smoothed).
         score_map: float32 raw stitched patch-score map.
         retina: bool retina mask the maps are restricted to.
@@ -128,6 +131,7 @@ class MapResult:
         volume_score: mean of the top :data:`VOLUME_TOP_K` B-scan scores.
         flagged: B-scans whose score exceeds ``bscan_threshold``.
         threshold: pixel threshold (z) on ``anomaly``; ``percentile`` of healthy it stands for.
+        core_threshold: the z a region's highest voxel must pass (:func:`core_percentile`).
         preprocessed: what the maps were computed on (:func:`preprocess_volume`: the windowed,
             resampled, flattened ``image``, its ``mask``, the flattening shifts); reused for
             region features so a volume is preprocessed once.
@@ -149,6 +153,7 @@ class MapResult:
     n_patches: int
     model: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    core_threshold: float | None = None
     ilm: np.ndarray | None = None
     bm: np.ndarray | None = None
     preprocessed: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -172,6 +177,26 @@ class MapResult:
     @property
     def score_map(self) -> np.ndarray:
         return self._restored("score_map")
+
+
+def core_percentile(percentile: float) -> float:
+    """The healthy percentile a region's core must pass: ten times rarer than the mask's
+    (99 -> 99.9)."""
+    return 100.0 - (100.0 - float(percentile)) / 10.0
+
+
+def keep_cored_regions(mask: np.ndarray, anomaly: np.ndarray, core: float) -> np.ndarray:
+    """Hysteresis in 3-D, in place: keep the regions of ``mask`` (26-connected, as the findings'
+    regions) that hold a voxel of ``anomaly`` above ``core``; the others are cleared."""
+    import cc3d
+
+    labels = cc3d.connected_components(mask, connectivity=26)  # mask holds only 0 and 1
+    keep = np.zeros(int(labels.max()) + 1, dtype=bool)
+    keep[labels[anomaly > core]] = True
+    keep[0] = False
+    if not keep[1:].all():
+        np.multiply(mask, keep[labels], out=mask)
+    return mask
 
 
 def _threshold(run: LoadedRun, threshold: float | None) -> tuple[float, float, float]:
@@ -212,6 +237,8 @@ def map_volume(
     anomaly[~retina] = 0.0
     mask = clean_mask(anomaly, pix_thr, min_size)
     np.multiply(mask, retina, out=mask)  # uint8 mask inside the retina only (in place)
+    core_thr = run.calibration.thresholds(core_percentile(percentile))[0]
+    keep_cored_regions(mask, anomaly, core_thr)
     timings["restore"] = time.perf_counter() - t0
 
     flagged = [int(i) for i in np.flatnonzero(np.nan_to_num(bscan_z, nan=-np.inf) > bscan_thr)]
@@ -225,6 +252,7 @@ def map_volume(
         volume_score=volume_score(bscan_z, VOLUME_TOP_K),
         flagged=flagged,
         threshold=pix_thr,
+        core_threshold=core_thr,
         bscan_threshold=bscan_thr,
         percentile=percentile,
         stride=stride,
