@@ -81,6 +81,15 @@ def test_cohort_local_resume_and_bad_volume(tmp_path, tiny_run, cohort_inputs):
     assert _rows(out / "regions.csv") == regions  # same regions, same order
     assert len(_rows(out / "volumes.csv")) == 3
 
+    # outputs of an older octanomaly (another outputs version) are mapped again, not reused
+    done = json.loads(marker.read_text())
+    done["key"]["outputs"] -= 1
+    marker.write_text(json.dumps(done))
+    seen.clear()
+    res3 = run_cohort([cohort_inputs], out, tiny_run, device="cpu", on_result=note)
+    assert sorted(seen[1:]) == ["broken", "eye2"] and res3.n_skipped == 1
+    assert _rows(out / "regions.csv") == regions
+
 
 def _check_in_browser(path: Path, page: str) -> None:
     """Render the page in headless Chromium with the network blocked (when Chromium is here)."""

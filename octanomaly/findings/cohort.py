@@ -44,6 +44,12 @@ MARKER = "_cohort.json"
 FEATURES = "_features.npz"
 
 
+#: Version of what mapping writes for a volume; raised when a change of octanomaly alters the
+#: outputs of the same model and settings (2: the elevation channel, cored masks, band_top_um),
+#: so a resumed cohort maps such volumes again instead of mixing old and new outputs.
+OUTPUTS_VERSION: int = 2
+
+
 @dataclass(frozen=True)
 class Settings:
     """What decides a volume's outputs; a finished volume is reused only for equal settings."""
@@ -58,7 +64,7 @@ class Settings:
     def key(self) -> dict[str, Any]:
         """The resume key (device excluded: it does not change results)."""
         return {"run_id": self.run_id, "stride": self.stride, "threshold": self.threshold,
-                "min_size": self.min_size}  # fmt: skip
+                "min_size": self.min_size, "outputs": OUTPUTS_VERSION}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- inputs
