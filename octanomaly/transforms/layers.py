@@ -210,9 +210,10 @@ def detect_layers(
         bm = _refine(lambda g: np.clip(-g, 0, None) / gs, gfine, bm0, half, p.bm_max_slope)
         return ilm, bm, ok
 
-    # chunks of ~16 B-scans on threads bound the temporaries (a few full-resolution arrays
-    # per thread); the DP loops (Python per column) run once per chunk
-    parts = _per_range(one_chunk, n, per_chunk=16)
+    # chunks of ~48 B-scans on threads: the temporaries of a chunk (a few full-resolution
+    # arrays) instead of a whole-volume gradient, and few enough DP loops (Python per column,
+    # once per chunk and boundary)
+    parts = _per_range(one_chunk, n, per_chunk=48)
     ilm, bm, ok = (np.concatenate(col) for col in zip(*parts, strict=True))
     bm = _lower_envelope(bm, p.bm_envelope_width)
     bm = np.maximum(bm, ilm + p.min_thickness)
