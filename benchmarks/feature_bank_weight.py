@@ -117,18 +117,13 @@ def channel_z(run, vol) -> dict:
         bm_row=bm, axial_mm=axial,
     )  # fmt: skip
     bins = ch.position_bins(mask, bm, pre.margin_px, axial, cal.normative.spec)
-    support = ch.supports(raw, bm, axial)
-    z = {
-        k: np.where(support[k], v, 0).astype(np.float16) if k in support else v.astype(np.float16)
-        for k, v in cal.normative.z(raw, bins).items()
-    }
+    z = {k: v.astype(np.float16) for k, v in cal.normative.z(raw, bins).items()}
     region = ch.scoring_region(mask, cal.file.edge_px)
-    return {"z": z, "region": region, "shifts": prep["flatten_shifts"], "width": vol.shape[2]}
+    return {"z": z, "support": ch.supports(raw, bm, axial), "region": region,
+            "shifts": prep["flatten_shifts"], "width": vol.shape[2]}  # fmt: skip
 
 
-def fused_bscan(
-    z: dict, region: np.ndarray, w_bank, q: float = 99.5, w_res: float = 0.25, w_elev: float = 0.0
-):
+def fused_bscan(d: dict, w_bank, q: float = 99.5, w_res: float = 0.25, w_elev: float = 0.0):
     """Fused map and B-scan scores for one set of weights (``"alone"``: that channel only)."""
     from octanomaly.scoring.channels import bscan_scores, fuse
 
@@ -140,8 +135,8 @@ def fused_bscan(
             weights["bank"] = float(w_bank)
         if w_elev > 0:
             weights["elevation"] = float(w_elev)
-    f = fuse({k: z[k].astype(np.float32) for k in weights}, weights)
-    return f, bscan_scores(f, region, q)
+    f = fuse({k: d["z"][k].astype(np.float32) for k in weights}, weights, d["support"])
+    return f, bscan_scores(f, d["region"], q)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,10 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         key = str(wb) if len(a.residual_weights) == 1 else f"res {wr} bank {wb}"
         if a.elevation_weights is not None:
             key = f"elevation {we}" if len(a.residual_weights) == 1 else f"res {wr} elev {we}"
-        scores = [
-            float(fused_bscan(d["z"], d["region"], wb, w_res=wr, w_elev=we)[1][0]) for d in dev
-        ]
-        f, _ = fused_bscan(vol["z"], vol["region"], wb, w_res=wr, w_elev=we)
+        scores = [float(fused_bscan(d, wb, w_res=wr, w_elev=we)[1][0]) for d in dev]
+        f, _ = fused_bscan(vol, wb, w_res=wr, w_elev=we)
         rows[key] = metrics_row(scores, cls, widths, half, f, vol["region"], gt)
         print(key, json.dumps(rows[key]), file=sys.stderr)
     chosen = max((k for k in rows if "alone" not in k), key=lambda k: rows[k]["dev-A"]["all"])

@@ -36,13 +36,8 @@ def test_map_restores_what_it_writes_with_the_eager_values(tiny_run) -> None:
     """anomaly, mask and retina as restored before; residual/score_map restored on access."""
     from octanomaly.scoring import load_run, map_volume
     from octanomaly.scoring.calibration import clean_mask
-    from octanomaly.scoring.pipeline import (
-        DEFAULT_MIN_SIZE,
-        _score_prepped,
-        _threshold,
-        core_percentile,
-        keep_cored_regions,
-    )
+    from octanomaly.scoring.masks import core_percentile, keep_cored_regions
+    from octanomaly.scoring.pipeline import DEFAULT_MIN_SIZE, _score_prepped, _threshold
 
     run = load_run(tiny_run, device="cpu")
     vol = make_phantom(seed=11, n_bscans=4, depth=128, width=128, lesions="all").volume

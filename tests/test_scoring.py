@@ -215,7 +215,7 @@ def test_mask_keeps_only_regions_with_a_core_above_the_rarer_threshold():
     of its B-scans (26-connected, like the findings' regions); a region without one is cleared."""
     from scipy import ndimage
 
-    from octanomaly.scoring.pipeline import core_percentile, keep_cored_regions
+    from octanomaly.scoring.masks import core_percentile, keep_cored_regions
 
     assert core_percentile(99) == pytest.approx(99.9) and core_percentile(95) == pytest.approx(99.5)
     anomaly = np.zeros((3, 20, 20), dtype=np.float32)

@@ -34,6 +34,7 @@ from octanomaly.scoring.calibration import (
     load_calibration,
     volume_score,
 )
+from octanomaly.scoring.masks import core_percentile, keep_cored_regions
 from octanomaly.scoring.stitching import score_stack
 from octanomaly.volume import OCTVolume
 
@@ -177,26 +178,6 @@ class MapResult:
     @property
     def score_map(self) -> np.ndarray:
         return self._restored("score_map")
-
-
-def core_percentile(percentile: float) -> float:
-    """The healthy percentile a region's core must pass: ten times rarer than the mask's
-    (99 -> 99.9)."""
-    return 100.0 - (100.0 - float(percentile)) / 10.0
-
-
-def keep_cored_regions(mask: np.ndarray, anomaly: np.ndarray, core: float) -> np.ndarray:
-    """Hysteresis in 3-D, in place: keep the regions of ``mask`` (26-connected, as the findings'
-    regions) that hold a voxel of ``anomaly`` above ``core``; the others are cleared."""
-    import cc3d
-
-    labels = cc3d.connected_components(mask, connectivity=26)  # mask holds only 0 and 1
-    keep = np.zeros(int(labels.max()) + 1, dtype=bool)
-    keep[labels[anomaly > core]] = True
-    keep[0] = False
-    if not keep[1:].all():
-        np.multiply(mask, keep[labels], out=mask)
-    return mask
 
 
 def _threshold(run: LoadedRun, threshold: float | None) -> tuple[float, float, float]:
