@@ -147,3 +147,53 @@ def test_bad_healthy_embeddings_are_refused():
         FeatureBank.fit(np.zeros((0, 4)), np.random.default_rng(0))
     with pytest.raises(OctanomalyError, match="NaN"):
         FeatureBank.fit(np.full((3, 4), np.nan), np.random.default_rng(0))
+
+
+def test_a_uniform_rise_of_the_bank_channel_over_a_volume_is_referenced_away(
+    ganomaly_run, monkeypatch
+):
+    """A device or export shift moves every patch away from the healthy bank: bank z-scores
+    raised by 2 or by 5 over the whole volume give the same fused map and B-scan scores (the
+    volume's own median is taken off); without the volume reference they differ by the bank's
+    share of 3."""
+    from octanomaly.scoring import channels as ch
+    from octanomaly.scoring.calibration import flatten_row
+    from octanomaly.scoring.normative import NormativeModel
+
+    run = load_run(ganomaly_run, "cpu")
+    cal, pre = run.calibration, run.cfg.preprocessing
+    prep = preprocess_volume(make_phantom(21, n_bscans=4, depth=128, width=128).volume, pre)
+    maps = score_stack(run.model, prep["image"], prep["mask"], stride=16, smooth_sigma=1.0)
+    bank = cal.bank_map(maps, run.model.patch_size)
+    plain_z = NormativeModel.z
+
+    def scored(rise: float) -> tuple[np.ndarray, np.ndarray]:
+        def z(self, m, bins):
+            out = plain_z(self, m, bins)
+            out["bank"] = out["bank"] + np.float32(rise)
+            return out
+
+        monkeypatch.setattr(NormativeModel, "z", z)
+        image = prep["image"]
+        fused, region, raw = cal.score(
+            image, maps.residual, prep["mask"], flatten_row(pre, image.shape[1]),
+            pre.margin_px, prep["spacing"][1], bank,
+        )  # fmt: skip
+        return np.where(region, fused, 0), raw
+
+    (f2, r2), (f5, r5) = scored(2.0), scored(5.0)
+    np.testing.assert_allclose(f5, f2, atol=1e-4)
+    np.testing.assert_allclose(r5, r2, atol=1e-4)
+    monkeypatch.setattr(ch, "VOLUME_REFERENCED", ())
+    (g2, _), (g5, _) = scored(2.0), scored(5.0)
+    share = ch.weight_share(cal.file.weight_of, cal.file.channels, "bank")
+    inside = g2 != 0
+    np.testing.assert_allclose((g5 - g2)[inside], 3 * share, atol=1e-4)
+
+
+def test_volume_reference_only_lowers():
+    from octanomaly.scoring.channels import volume_reference
+
+    assert volume_reference(np.array([4.0, 5.0, 9.0], np.float32)) == 5.0
+    assert volume_reference(np.array([-1.0, -0.5, 3.0], np.float32)) == 0.0
+    assert volume_reference(np.zeros(0, np.float32)) == 0.0

@@ -258,19 +258,33 @@ class Calibration:
         """
         f = self.file
 
-        def chunk(image, residual, mask, bank=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        referenced = [k for k in ch.VOLUME_REFERENCED if k in f.channels]
+
+        def chunk(image, residual, mask, bank=None) -> tuple[np.ndarray, ...]:
             maps = ch.channel_maps(
                 image, residual, mask, tuple(f.channels), f.smooth_sigma, bank,
                 bm_row=bm_row, axial_mm=axial_mm,
             )  # fmt: skip
             bins = ch.position_bins(mask, bm_row, margin_px, axial_mm, self.normative.spec)
             support = ch.supports(maps, bm_row, axial_mm)
-            fused = ch.fuse(self.normative.z(maps, bins), f.weight_of, support)
+            z = self.normative.z(maps, bins)
+            fused = ch.fuse(z, f.weight_of, support)
             region = ch.scoring_region(mask, f.edge_px)
-            return fused, region, ch.bscan_scores(fused, region, f.bscan_percentile)
+            own = [z[k][region] for k in referenced]  # for the volume's own median
+            return fused, region, ch.bscan_scores(fused, region, f.bscan_percentile), *own
 
         more = () if bank is None else (bank,)
-        return per_bscan(chunk, image, residual, mask, *more, per_chunk=16)
+        fused, region, raw, *own = per_bscan(chunk, image, residual, mask, *more, per_chunk=16)
+        # fusion is linear in a one-sided channel: lowering its z by the volume's own median
+        # lowers the fused map and every B-scan's percentile by its share of that
+        shift = sum(
+            ch.weight_share(f.weight_of, f.channels, k) * ch.volume_reference(v)
+            for k, v in zip(referenced, own, strict=True)
+        )
+        if shift:
+            fused -= np.float32(shift)
+            raw = raw - shift
+        return fused, region, raw
 
     def bscan_z(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated B-scan scores from raw ones (NaN stays NaN)."""
@@ -450,6 +464,7 @@ def calibrate_run(
     rng = np.random.default_rng(seed)
     #: per healthy B-scan: group, channel values, position bins, channel supports (sampled pixels)
     records: list[tuple[str, dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]] = []
+    volume_of: list[int] = []  #: per record: the healthy source (volume) it came from
     #: per record: its patches' embeddings, coordinates (B-scan 0), B-scan shape, region pixels
     patches: list[tuple[np.ndarray, np.ndarray, tuple[int, int, int], np.ndarray]] = []
     sources = _sources(healthy)
@@ -457,7 +472,7 @@ def calibrate_run(
         task = None
         if bar is not None:
             task = bar.add_task("calibrating on healthy data", total=len(sources))
-        for src, group in sources:
+        for i_src, (src, group) in enumerate(sources):
             vol = src if hasattr(src, "data") else load_volume(src)
             prep = preprocess_volume(vol, pre)
             image, mask = prep["image"], prep["mask"]
@@ -488,6 +503,7 @@ def calibrate_run(
                     vals = {k: v[b].ravel()[idx] for k, v in raw.items()}
                     sup = {k: v[b].ravel()[idx] for k, v in support.items()}
                     records.append((group, vals, bins[b].ravel()[idx], sup))
+                    volume_of.append(i_src)
                     if "bank" in names:
                         sel = maps.coords[:, 0] == b
                         local = maps.coords[sel] * np.array([0, 1, 1])
@@ -522,11 +538,18 @@ def calibrate_run(
     for k in range(int(folds.max()) + 1):
         fit = [r for r, f in zip(records, folds, strict=True) if f != k]
         nm_k = _fit(fit, names, spec)
-        for r, f in zip(records, folds, strict=True):
-            if f == k:
-                fz = ch.fuse(nm_k.z(r[1], r[2]), weights, r[3])
-                pixel_z.append(fz)
-                bscan_raw.append(float(np.percentile(fz, DEFAULT_BSCAN_PERCENTILE)))
+        mine = [i for i, f in enumerate(folds) if f == k]
+        zs = {i: nm_k.z(records[i][1], records[i][2]) for i in mine}
+        for name in (c for c in ch.VOLUME_REFERENCED if c in names):  # as scoring does
+            for v in {volume_of[i] for i in mine}:
+                same = [i for i in mine if volume_of[i] == v]
+                off = ch.volume_reference(np.concatenate([zs[i][name] for i in same]))
+                for i in same:
+                    zs[i][name] = zs[i][name] - np.float32(off)
+        for i in mine:
+            fz = ch.fuse(zs[i], weights, records[i][3])
+            pixel_z.append(fz)
+            bscan_raw.append(float(np.percentile(fz, DEFAULT_BSCAN_PERCENTILE)))
     pix = np.concatenate(pixel_z)
     if pix.size > MAX_PIXELS:
         pix = rng.choice(pix, MAX_PIXELS, replace=False)

@@ -12,6 +12,13 @@ detachments lift it; only high is anomalous). ``elevation`` is a property of the
 value fills the column, so every position bin sees the healthy A-scans' distribution, and its
 z counts only where it applies, from BM up to the band top (:func:`supports`). The z-scores
 are fused into one map by :func:`fuse`.
+
+``bank`` is also measured against the input volume itself (:data:`VOLUME_REFERENCED`): a
+device, export or acquisition setting that differs from the calibration data moves the features
+of every patch away from the healthy bank (a Spectralis drusen volume sits at a median z of 5),
+while a lesion moves its own patches further. Its z is lowered by the volume's median z in the
+scoring region when that is above the healthy median (:func:`volume_reference`), in scoring and
+in calibration alike; a single B-scan is its own volume.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ CHANNELS: dict[str, bool] = {
     "bank": False,
     "elevation": False,
 }
+#: Channels whose z is taken relative to the input volume's own median (module doc).
+VOLUME_REFERENCED: tuple[str, ...] = ("bank",)
 #: The outer band's top is searched up to this height above BM; its peak up to ``BAND_PEAK_UM``.
 BAND_SEARCH_UM = 160.0
 BAND_PEAK_UM = 100.0
@@ -181,6 +190,18 @@ def fuse(
             v = np.where(support[k], v, np.float32(0))
         out += (weights.get(k, 1.0) / total) * v
     return out
+
+
+def volume_reference(z_values: np.ndarray) -> float:
+    """Offset of a :data:`VOLUME_REFERENCED` channel: the median of its z over a volume's scoring
+    region when above the healthy median (0), else 0 (also without values)."""
+    return max(float(np.median(z_values)), 0.0) if np.size(z_values) else 0.0
+
+
+def weight_share(weights: dict[str, float], names: tuple[str, ...] | list[str], name: str) -> float:
+    """The share of channel ``name`` in :func:`fuse` over channels ``names``: shifting that
+    channel's z by ``d`` shifts the fused map by ``share * d`` wherever it counts."""
+    return weights.get(name, 1.0) / sum(weights.get(k, 1.0) for k in names)
 
 
 def bscan_scores(fused: np.ndarray, region: np.ndarray, percentile: float) -> np.ndarray:
