@@ -339,3 +339,57 @@ def test_map_result_carries_the_preprocessing_a_fresh_call_gives(tiny_run) -> No
             np.testing.assert_array_equal(kept[k], v, err_msg=k)
         else:
             assert kept[k] == v, k
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_streamed_region_statistics_equal_whole_region_formulas(seed, monkeypatch) -> None:
+    """Region statistics gathered slab by slab (two-pass exact medians, float64 running means,
+    merged shell variance) equal ``np.nanmedian``/``np.mean``/``np.std`` over the region's
+    whole arrays, for a region spanning many slabs, one in a single B-scan, and NaN band tops."""
+    from scipy import ndimage
+
+    from octanomaly.findings import regions as R
+
+    monkeypatch.setattr(R, "SLAB_BSCANS", 3)
+    monkeypatch.setattr(R, "MEDIAN_BINS", 64)  # many values share a bin: the pick must be exact
+    rng = np.random.default_rng(seed)
+    n, depth, width = 11, 60, 40
+    labels = np.zeros((n, depth, width), np.int32)
+    labels[1:10, 20:45, 5:35] = rng.random((9, 25, 30)) < 0.6
+    labels[4, 5:8, 2:4] = 2
+    anomaly = rng.random((n, depth, width)).astype(np.float32) * 6
+    data = rng.integers(0, 255, (n, depth, width)).astype(np.uint8)
+    ilm = 10 + rng.random((n, width)) * 5
+    bm = 48 + rng.random((n, width)) * 3
+    band = rng.random(n * width) * 90
+    band[rng.random(n * width) < 0.2] = np.nan
+    x, y = rng.normal(size=n * width), rng.normal(size=n * width)
+    struct = np.zeros((1, 3, 3), bool)
+    struct[0] = True
+    for rid in (1, 2):
+        reg = labels == rid
+        box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(reg))
+        box = (box[0], slice(max(box[1].start - 6, 0), min(box[1].stop + 6, depth)),
+               slice(max(box[2].start - 6, 0), min(box[2].stop + 6, width)))  # fmt: skip
+        v = R._region_values(rid, labels, box, anomaly, data, (ilm, bm), (x, y, band), 0.004)
+        b, z, c = np.nonzero(reg)
+        a = b * width + c
+        height = (bm.ravel()[a] - z) * 0.004 * 1000.0
+        rel = (z - ilm.ravel()[a]) / np.maximum(bm.ravel()[a] - ilm.ravel()[a], 1e-6)
+        grown = ndimage.binary_dilation(reg, struct, iterations=R.SHELL_PX)
+        rows = np.arange(depth)[None, :, None]
+        in_ret = (rows >= np.floor(ilm[:, None, :])) & (rows <= np.ceil(bm[:, None, :]) + 6)
+        sub = np.zeros_like(reg)
+        sub[box] = True
+        shell = data[grown & ~reg & in_ret & sub].astype(np.float64)
+        st = v.stats
+        assert v.n == b.size
+        assert st["height"] == np.nanmedian(height) and st["rel"] == np.nanmedian(rel)
+        assert st["band"] == np.nanmedian(band[a])
+        assert st["z_max"] == anomaly[reg].max()
+        for got, want in ((st["z_mean"], anomaly[reg].astype(np.float64).mean()),
+                          (st["x"], x[a].mean()), (st["y"], y[a].mean()),
+                          (st["inside"], data[reg].astype(np.float64).mean()),
+                          (st["shell"], shell.mean()), (st["shell_std"], shell.std())):  # fmt: skip
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
+        assert st["n_shell"] == shell.size

@@ -25,6 +25,8 @@ from octanomaly.volume import OCTVolume
 
 #: Height above BM (µm) below which a region lies in the RPE-BM band.
 RPE_BM_UM: float = 50.0
+#: Outer band tops (µm above BM) are histogrammed within +- this for their median.
+BAND_RANGE_UM: float = 400.0
 #: Relative depth (ILM 0 -> BM 1) above which a region is outer retina.
 INNER_FRACTION: float = 0.5
 #: Shell around a region (px, within its B-scans) that reflectivity is compared with.
@@ -140,23 +142,18 @@ def describe_regions(
         v = _region_values(
             rid, labels, box, anomaly, data, (ilm2, bm2), (x_flat, y_flat, band_flat), sa
         )
-        nvox = v.n
-        z_vals, height, rel = v.arrays["z"], v.arrays["height"], v.arrays["rel"]
-        h_med = float(np.nanmedian(height)) if np.isfinite(height).any() else float("nan")
-        band = v.arrays["band"]
-        band_med = float(np.nanmedian(band)) if np.isfinite(band).any() else float("nan")
-        r_med = float(np.nanmedian(rel)) if np.isfinite(rel).any() else float("nan")
+        nvox, st = v.n, v.stats
+        h_med, band_med, r_med = st["height"], st["band"], st["rel"]
         # reflectivity: region vs a shell around it inside the retina (ILM .. BM + shell)
-        vals_in, vals_out = v.arrays["inside"], v.arrays["shell"]
-        if vals_out.size >= 5:
-            spread = float(np.std(vals_out)) or 1.0
-            contrast = float((vals_in.mean() - vals_out.mean()) / spread)
+        if st["n_shell"] >= 5:
+            spread = st["shell_std"] or 1.0
+            contrast = float((st["inside"] - st["shell"]) / spread)
         else:
             contrast = float("nan")
         # means of integer indices: exact sums, as numpy's mean of the index arrays
         cb, cz, cc = (v.sums[k] / nvox for k in range(3))
         # en-face centroid: mean position of the region's A-scans weighted by voxel count
-        xc, yc = float(v.arrays["x"].mean()), float(v.arrays["y"].mean())
+        xc, yc = st["x"], st["y"]
         ib, ic = int(round(cb)), int(round(cc))
         # the sector of the centroid itself (not of the nearest A-scan)
         sector = str(sector_map(np.array([xc]), np.array([yc]), volume.laterality)[0])
@@ -183,8 +180,8 @@ def describe_regions(
                 if not np.isfinite(contrast)
                 else ("hyper" if contrast > 0 else "hypo"),
                 "contrast": contrast,
-                "mean_z": float(z_vals.mean()),
-                "max_z": float(z_vals.max()),
+                "mean_z": st["z_mean"],
+                "max_z": st["z_max"],
                 "centre_bscan": min(max(ib, 0), n - 1),
                 "centre_row": int(round(cz)),
                 "centre_column": min(max(ic, 0), width - 1),
@@ -196,6 +193,52 @@ def describe_regions(
 #: B-scans of a region's box handled at a time: a region spanning the volume needs the
 #: temporaries of a few B-scans, not of the whole box.
 SLAB_BSCANS: int = 8
+#: Bins of the histograms that locate a median before its exact value is picked.
+MEDIAN_BINS: int = 4096
+
+
+class _ExactMedian:
+    """``np.nanmedian`` of values that arrive slab by slab, in memory of one slab: a first pass
+    (:meth:`count`) histograms them over ``[lo, hi]`` (out-of-range values in two end bins), a
+    second (:meth:`collect`) keeps only the values in the bins holding the middle ranks, which
+    are then sorted. Exactly the value of ``np.nanmedian`` over all of them; NaN when none is
+    finite."""
+
+    def __init__(self, lo: float, hi: float) -> None:
+        self.lo, self.scale = float(lo), MEDIAN_BINS / (float(hi) - float(lo))
+        self.hist = np.zeros(MEDIAN_BINS + 2, np.int64)
+        self.kept: list[np.ndarray] = []
+        self.want: np.ndarray | None = None
+
+    def _bins(self, v: np.ndarray) -> np.ndarray:
+        b = np.floor((v - self.lo) * self.scale)
+        return (np.clip(b, -1, MEDIAN_BINS) + 1).astype(np.int64)
+
+    def count(self, v: np.ndarray) -> None:
+        v = v[np.isfinite(v)]
+        self.hist += np.bincount(self._bins(v), minlength=MEDIAN_BINS + 2)
+
+    def needs_values(self) -> bool:
+        """After the first pass: whether :meth:`collect` has anything to do."""
+        n = int(self.hist.sum())
+        if n == 0:
+            return False
+        self.cum = np.cumsum(self.hist)
+        self.ranks = ((n - 1) // 2, n // 2)
+        self.want = np.unique(np.searchsorted(self.cum, np.array(self.ranks), side="right"))
+        return True
+
+    def collect(self, v: np.ndarray) -> None:
+        v = v[np.isfinite(v)]
+        self.kept.append(v[np.isin(self._bins(v), self.want)])
+
+    def value(self) -> float:
+        if self.want is None:
+            return float("nan")
+        kept = np.sort(np.concatenate(self.kept)) if self.kept else np.zeros(0)
+        before = self.cum[self.want[0] - 1] if self.want[0] > 0 else 0
+        pair = kept[[r - before for r in self.ranks]]
+        return float(np.mean(pair))  # as np.median: the mean of the two middle values
 
 
 @dataclass
@@ -206,7 +249,7 @@ class _RegionValues:
     sums: tuple[int, int, int]  #: exact sums of the B-scan, row and column indices
     lo: tuple[int, int, int]
     hi: tuple[int, int, int]
-    arrays: dict[str, np.ndarray]  #: per voxel (or shell voxel), in raster order of the box
+    stats: dict[str, float]  #: means, medians, maxima and spreads (keys in the function doc)
 
 
 def _region_values(
@@ -219,10 +262,12 @@ def _region_values(
     en_face: tuple[np.ndarray, np.ndarray, np.ndarray],
     axial_mm: float,
 ) -> _RegionValues:
-    """Voxel values of region ``rid`` in ``box``, gathered slab by slab of B-scans in raster
-    order (so every statistic equals the one of whole-box arrays): z, height above BM (µm),
-    relative depth, en-face x/y and outer band top (flat ``en_face`` maps), intensity inside and
-    in the shell around it within B-scans."""
+    """Statistics of region ``rid`` in ``box``, gathered slab by slab of B-scans so a region
+    spanning the volume costs the memory of a few B-scans: ``z_mean``/``z_max``, the medians
+    ``height`` above BM (µm), relative depth ``rel`` and outer band top ``band`` (exact, two
+    passes: :class:`_ExactMedian`), en-face ``x``/``y`` means (flat ``en_face`` maps), and the
+    intensity ``inside`` the region and in the ``shell`` around it within B-scans (mean; the
+    shell's standard deviation and voxel count). Means accumulate in float64."""
     ilm2, bm2 = layers
     width, depth = labels.shape[2], labels.shape[1]
     ilm_flat, bm_flat = np.ravel(ilm2), np.ravel(bm2)
@@ -230,45 +275,83 @@ def _region_values(
     rows = np.arange(depth)[None, z0:z1, None]
     shell_struct = np.zeros((1, 3, 3), bool)
     shell_struct[0] = True
-    parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("z", "height", "rel", "x", "y", "band", "inside", "shell")
+    span_um = depth * axial_mm * 1000.0
+    medians = {
+        "height": _ExactMedian(-span_um, span_um),
+        "rel": _ExactMedian(-0.5, 1.5),
+        "band": _ExactMedian(-BAND_RANGE_UM, BAND_RANGE_UM),
     }
+
+    def slabs():
+        """(slab box, region mask in it, B-scan/row/column indices, flat A-scan indices)."""
+        for s0 in range(b0, b1, SLAB_BSCANS):
+            sbox = (slice(s0, min(s0 + SLAB_BSCANS, b1)), box[1], box[2])
+            reg = labels[sbox] == rid
+            bi, zi, ci = np.nonzero(reg)
+            if bi.size:
+                bi += s0
+                zi += z0
+                ci += c0
+                yield sbox, reg, bi, zi, ci, bi * width + ci
+
+    def depth_values(zi: np.ndarray, ascan: np.ndarray) -> dict[str, np.ndarray]:
+        top, bot = ilm_flat[ascan], bm_flat[ascan]
+        return {
+            "height": (bot - zi) * axial_mm * 1000.0,
+            "rel": (zi - top) / np.maximum(bot - top, 1e-6),
+            "band": en_face[2][ascan],
+        }
+
     n, sums = 0, [0, 0, 0]
     lo, hi = [np.iinfo(np.int64).max] * 3, [-1] * 3
-    for s0 in range(b0, b1, SLAB_BSCANS):
-        s1 = min(s0 + SLAB_BSCANS, b1)
-        sbox = (slice(s0, s1), box[1], box[2])
-        reg = labels[sbox] == rid
-        idx = np.nonzero(reg)
-        if idx[0].size == 0:
-            continue
-        bi, zi, ci = idx[0] + s0, idx[1] + z0, idx[2] + c0
+    acc = dict.fromkeys(("z", "x", "y", "inside"), 0.0)
+    z_max = -np.inf
+    n_shell, shell_mean, shell_m2 = 0, 0.0, 0.0  # merged per slab (Chan et al.'s update)
+    for sbox, reg, bi, zi, ci, ascan in slabs():
         n += int(bi.size)
         for k, a in enumerate((bi, zi, ci)):
             sums[k] += int(a.sum())
             lo[k], hi[k] = min(lo[k], int(a.min())), max(hi[k], int(a.max()))
-        parts["z"].append(anomaly[sbox][reg])
-        ascan = bi * width
-        ascan += ci  # flat A-scan index: one gather per en-face map instead of two
-        top, bot = ilm_flat[ascan], bm_flat[ascan]
-        parts["height"].append((bot - zi) * axial_mm * 1000.0)
-        parts["rel"].append((zi - top) / np.maximum(bot - top, 1e-6))
-        parts["x"].append(en_face[0][ascan])
-        parts["y"].append(en_face[1][ascan])
-        parts["band"].append(en_face[2][ascan])
-        del top, bot, ascan, bi, zi, ci
+        z = anomaly[sbox][reg]
+        acc["z"] += float(z.sum(dtype=np.float64))
+        z_max = max(z_max, float(z.max()))
+        acc["x"] += float(en_face[0][ascan].sum())
+        acc["y"] += float(en_face[1][ascan].sum())
+        for k, v in depth_values(zi, ascan).items():
+            medians[k].count(v)
+        s0, s1 = sbox[0].start, sbox[0].stop
         grown = ndimage.binary_dilation(reg, shell_struct, iterations=SHELL_PX)
         in_retina = (rows >= np.floor(ilm2[s0:s1, None, c0:c1])) & (
             rows <= np.ceil(bm2[s0:s1, None, c0:c1]) + SHELL_PX
         )
         values = data[sbox]
-        parts["inside"].append(values[reg].astype(np.float32))
-        parts["shell"].append(values[grown & ~reg & in_retina].astype(np.float32))
-    arrays = {
-        k: np.concatenate(v) if len(v) > 1 else (v[0] if v else np.zeros(0))
-        for k, v in parts.items()
+        acc["inside"] += float(values[reg].sum(dtype=np.float64))
+        shell = values[grown & ~reg & in_retina].astype(np.float64)
+        if shell.size:
+            m = float(shell.mean())
+            m2 = float(np.square(shell - m).sum())
+            total = n_shell + shell.size
+            delta = m - shell_mean
+            shell_mean += delta * shell.size / total
+            shell_m2 += m2 + delta * delta * n_shell * shell.size / total
+            n_shell = total
+    if any([m.needs_values() for m in medians.values()]):  # every one decides (no short cut)
+        for _, _, _, zi, _, ascan in slabs():
+            for k, v in depth_values(zi, ascan).items():
+                if medians[k].want is not None:
+                    medians[k].collect(v)
+    stats = {
+        "z_mean": acc["z"] / n,
+        "z_max": z_max,
+        "x": acc["x"] / n,
+        "y": acc["y"] / n,
+        "inside": acc["inside"] / n,
+        "shell": shell_mean if n_shell else float("nan"),
+        "shell_std": float(np.sqrt(shell_m2 / n_shell)) if n_shell else float("nan"),
+        "n_shell": float(n_shell),
+        **{k: m.value() for k, m in medians.items()},
     }
-    return _RegionValues(n, (sums[0], sums[1], sums[2]), tuple(lo), tuple(hi), arrays)
+    return _RegionValues(n, (sums[0], sums[1], sums[2]), tuple(lo), tuple(hi), stats)
 
 
 def find_regions(
