@@ -1,4 +1,5 @@
-"""k-means with k by silhouette (the product's clustering) against HDBSCAN, on cohorts already run.
+"""The product's clustering (tied-covariance Gaussian mixture, k by BIC) against k-means with k by
+silhouette (its previous rule) and HDBSCAN, on cohorts already run.
 
 Usage::
 
@@ -48,6 +49,20 @@ def load_cohort(out: Path):
     return regions, np.concatenate(feats), np.array([int(r["cluster"]) for r in rows])
 
 
+def kmeans_silhouette(emb: np.ndarray) -> np.ndarray:
+    """k-means, k = 2 .. max_k by the highest silhouette (the product's rule before 2026-12-04)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    from octanomaly.findings.cluster import max_k
+
+    fits = {k: KMeans(k, n_init=10, random_state=0).fit_predict(emb)
+            for k in range(2, max_k(len(emb)) + 1)}  # fmt: skip
+    score = {k: silhouette_score(emb, lab, sample_size=min(len(emb), 5000), random_state=0)
+             for k, lab in fits.items() if len(np.unique(lab)) > 1}  # fmt: skip
+    return fits[max(score, key=lambda k: (score[k], -k))]
+
+
 def hdbscan(emb: np.ndarray, min_size: int, assign: bool) -> np.ndarray:
     """HDBSCAN labels; ``assign``: noise (-1) takes the nearest clustered region's cluster."""
     from sklearn.cluster import HDBSCAN
@@ -74,12 +89,13 @@ def main() -> None:
         feats, product = None, cluster_regions(regions).labels
     else:
         out = Path(sys.argv[2])
-        regions, feats, product = load_cohort(out)
+        regions, feats, _ = load_cohort(out)  # the labels the cohort run stored: not re-used
+        product = cluster_regions(regions, feats).labels
         truth = ([r["volume"].split("-")[0] for r in regions] if what == "kermany"
                  else json.loads((out.parent / "region_types.json").read_text()))  # fmt: skip
     emb = region_embedding(regions, feats)
     n = len(regions)
-    methods = {"kmeans-silhouette": product}
+    methods = {"gmm-tied-bic (product)": product, "kmeans-silhouette": kmeans_silhouette(emb)}
     for size in sorted({5, 10, 20, max(5, int(np.sqrt(n / 2)))}):
         for assign in (True, False):
             methods[f"hdbscan-min{size}-{'assign' if assign else 'noise'}"] = hdbscan(

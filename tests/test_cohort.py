@@ -151,7 +151,7 @@ def test_clusters_recover_phantom_lesion_types():
     """From exact lesion masks, descriptors alone separate the four phantom lesion types."""
     regions, truth = lesion_mask_regions()
     c = cluster_regions(regions)
-    assert max(c.silhouette) == max_k(len(regions)) == 7  # k tried up to sqrt(n / 2)
+    assert max(c.bic) == max_k(len(regions)) == 7 and min(c.bic) == 1  # k = 1 .. sqrt(n / 2)
     assert c.k >= 3
     assert adjusted_rand_score(truth, c.labels) >= 0.8
     again = cluster_regions(regions)

@@ -4,9 +4,13 @@ Embedding of a region = its model features (see :mod:`octanomaly.findings.embed`
 to at most :data:`FEATURE_DIMS` dimensions, beside its shape, position and reflectivity
 descriptors (:data:`DESCRIPTORS`, sizes on a log scale); each column is standardised, and the
 feature block is scaled to carry the same total weight as the descriptor block. Regions are
-grouped by k-means for k = 2 .. min(:data:`MAX_K`, sqrt(n / 2)) (the usual rule of thumb, so a
-small cohort is not cut into clusters of three); the k with the highest silhouette score is kept
-(one group when there are fewer than 4 regions or no k reaches :data:`MIN_SILHOUETTE`).
+grouped by a Gaussian mixture with one covariance shared by all groups (``tied``: few
+parameters per group, so small groups are allowed) for k = 1 .. min(:data:`MAX_K`, sqrt(n / 2))
+(the usual rule of thumb, so a small cohort is not cut into clusters of three); the k with the
+lowest BIC is kept (one group when there are fewer than 4 regions). BIC, unlike the silhouette,
+does not favour a few well-separated groups: false regions and each lesion type can each have
+their own. Chosen on the phantom cohorts of ``benchmarks/compare_clustering.py`` (docs/findings.md:
+diagonal and spherical covariances over-split, a full one under-splits).
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ DESCRIPTORS: tuple[tuple[str, bool], ...] = (
 )  # fmt: skip
 FEATURE_DIMS: int = 8
 MAX_K: int = 8
-MIN_SILHOUETTE: float = 0.15
 SEED: int = 0
+#: Added to the mixture's covariance diagonal (the embedding's columns have unit variance).
+REG_COVAR: float = 1e-3
 
 
 @dataclass
@@ -35,16 +40,16 @@ class Clustering:
 
     labels: np.ndarray
     k: int
-    silhouette: dict[int, float] = field(default_factory=dict)
+    bic: dict[int, float] = field(default_factory=dict)
     embedding: np.ndarray | None = None
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready: chosen k, criterion and the silhouette of every k tried."""
+        """JSON-ready: chosen k, criterion and the BIC of every k tried."""
         return {
             "k": self.k,
-            "criterion": f"highest silhouette over k-means k=2..min({MAX_K}, sqrt(n/2)) "
-            f"(one cluster if best < {MIN_SILHOUETTE})",
-            "silhouette": {str(k): round(v, 4) for k, v in self.silhouette.items()},
+            "criterion": f"lowest BIC of a tied-covariance Gaussian mixture over k=1..min({MAX_K}, "
+            "sqrt(n/2))",
+            "bic": {str(k): round(v, 1) for k, v in self.bic.items()},
             "sizes": np.bincount(self.labels, minlength=self.k).tolist(),
         }
 
@@ -85,27 +90,23 @@ def region_embedding(regions: Sequence[dict[str, Any]], features: np.ndarray | N
 def cluster_regions(
     regions: Sequence[dict[str, Any]], features: np.ndarray | None = None
 ) -> Clustering:
-    """Group regions; the number of groups is chosen by silhouette (module doc)."""
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import silhouette_score
+    """Group regions; the number of groups is chosen by BIC (module doc)."""
+    from sklearn.mixture import GaussianMixture
 
     n = len(regions)
     emb = region_embedding(regions, features) if n else np.zeros((0, 1))
     if n < 4:
         return Clustering(np.zeros(n, np.int64), 1 if n else 0, {}, emb)
-    scores: dict[int, float] = {}
+    bic: dict[int, float] = {}
     fits: dict[int, np.ndarray] = {}
-    sample = min(n, 5000)
-    for k in range(2, max_k(n) + 1):
-        lab = KMeans(k, n_init=10, random_state=SEED).fit_predict(emb)
-        if len(np.unique(lab)) < 2:
-            continue
-        scores[k] = float(silhouette_score(emb, lab, sample_size=sample, random_state=SEED))
-        fits[k] = lab
-    if not scores or max(scores.values()) < MIN_SILHOUETTE:
-        return Clustering(np.zeros(n, np.int64), 1, scores, emb)
-    best = max(scores, key=lambda k: (scores[k], -k))
-    return Clustering(_order_by_size(fits[best]), best, scores, emb)
+    for k in range(1, max_k(n) + 1):
+        gmm = GaussianMixture(
+            k, covariance_type="tied", reg_covar=REG_COVAR, n_init=3, random_state=SEED
+        ).fit(emb)
+        bic[k] = float(gmm.bic(emb))
+        fits[k] = gmm.predict(emb)
+    best = min(bic, key=lambda k: (bic[k], k))
+    return Clustering(_order_by_size(fits[best]), int(len(np.unique(fits[best]))), bic, emb)
 
 
 def _order_by_size(labels: np.ndarray) -> np.ndarray:

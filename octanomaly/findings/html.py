@@ -73,8 +73,8 @@ def write_report(
         f"<style>{_STYLE}</style></head><body>",
         "<h1>octanomaly cohort report</h1>",
         f"<p>{summary['n_volumes']} volumes mapped, {summary['n_regions']} regions, "
-        f"{c['k']} clusters ({html.escape(c['criterion'])}; silhouette by k: "
-        f"{html.escape(', '.join(f'{k}: {v}' for k, v in c['silhouette'].items()) or 'n/a')})."
+        f"{c['k']} clusters ({html.escape(c['criterion'])}; BIC by k: "
+        f"{html.escape(', '.join(f'{k}: {v}' for k, v in c['bic'].items()) or 'n/a')})."
         f" Embedding: {html.escape(summary['embedding'])}.</p>",
         "<nav>"
         + "".join(f'<a href="#cluster{k}">cluster {k}</a>' for k in montages)
