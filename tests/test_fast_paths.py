@@ -160,7 +160,7 @@ def test_region_labels_equal_scipy_labels(density) -> None:
     )
     labels, n = label_regions(mask)
     ref, n_ref = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    assert labels.dtype == np.int32 and n == n_ref > 3
+    assert labels.dtype == np.uint16 and n == n_ref > 3
     np.testing.assert_array_equal(labels, ref)
 
 
@@ -341,6 +341,28 @@ def test_map_result_carries_the_preprocessing_a_fresh_call_gives(tiny_run) -> No
             assert kept[k] == v, k
 
 
+def test_region_labels_in_a_box_and_compact_dtype() -> None:
+    """Labelling within the mask's bounding box gives ndimage.label's labels over the whole
+    volume; more than 65,535 regions come back int32, an empty mask as zeros."""
+    from scipy import ndimage
+
+    from octanomaly.findings import label_regions
+
+    rng = np.random.default_rng(3)
+    mask = np.zeros((7, 60, 70), bool)
+    mask[2:6, 15:40, 9:55] = rng.random((4, 25, 46)) < 0.35
+    labels, n = label_regions(mask.astype(np.uint8))
+    ref, n_ref = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    assert labels.dtype == np.uint16 and n == n_ref > 3
+    np.testing.assert_array_equal(labels, ref)
+    many = np.zeros((1, 600, 600), bool)
+    many[0, ::2, ::2] = True  # 90,000 single voxels
+    labels, n = label_regions(many)
+    assert n == 90_000 and labels.dtype == np.int32 and labels.max() == 90_000
+    labels, n = label_regions(np.zeros((2, 5, 5), np.uint8))
+    assert n == 0 and not labels.any()
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_streamed_region_statistics_equal_whole_region_formulas(seed, monkeypatch) -> None:
     """Region statistics gathered slab by slab (two-pass exact medians, float64 running means,
@@ -393,3 +415,26 @@ def test_streamed_region_statistics_equal_whole_region_formulas(seed, monkeypatc
                           (st["shell"], shell.mean()), (st["shell_std"], shell.std())):  # fmt: skip
             assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
         assert st["n_shell"] == shell.size
+
+
+def test_window_in_place_gives_the_same_image_and_leaves_the_input_alone(volume) -> None:
+    """The intensity window writes into the pipeline's own float32 copy: the same values as a
+    second array, and a float32 volume handed to ``preprocess_volume`` is never overwritten."""
+    from dataclasses import replace
+
+    from octanomaly.transforms.intensity import percentile_window
+
+    x = np.asarray(volume.data, dtype=np.float32) * np.float32(1.5)
+    plain = percentile_window(x)
+    y = x.copy()
+    same = percentile_window(y, in_place=True)
+    assert same is y
+    np.testing.assert_array_equal(same, plain)
+    flat = np.zeros_like(x[:1])  # no contrast: all -1, in place too
+    assert (percentile_window(flat, in_place=True) == -1).all() and (flat == -1).all()
+    vol32 = replace(volume, data=x)  # float32 data, no padding: no copy on the way
+    before = x.copy()
+    prep = preprocess_volume(vol32, PreprocessingConfig(patch_size=32))
+    np.testing.assert_array_equal(x, before)
+    ref = preprocess_volume(replace(volume, data=before), PreprocessingConfig(patch_size=32))
+    np.testing.assert_array_equal(prep["image"], ref["image"])

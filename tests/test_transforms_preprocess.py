@@ -143,7 +143,13 @@ def test_preprocess_volume_is_the_composition_of_the_transforms(phantom, spacing
     cfg = PreprocessingConfig(target_spacing=spacing, median_size=3)
     prep = preprocess_volume(phantom.volume, cfg)
     names = [type(t).__name__ for t in preprocessing_transform(cfg).transforms]
-    assert names[:4] == ["FillPaddingd", "MedianDenoised", "DetectLayersd", "PercentileWindowd"]
+    assert names[:5] == [
+        "OwnFloat32d",
+        "FillPaddingd",
+        "MedianDenoised",
+        "DetectLayersd",
+        "PercentileWindowd",
+    ]
     assert names[-2:] == ["RetinaMaskd", "Flattend"] and ("Resampled" in names) == bool(spacing)
     # the same steps by hand with the array transforms
     x, pad = FillPadding()(phantom.volume.data.astype(np.float32))

@@ -30,7 +30,7 @@ def write_findings(
     if tuple(labels.shape) != volume.shape:
         raise ValueError(f"label map {labels.shape} does not match volume {volume.shape}")
     dtype = np.uint16 if int(labels.max(initial=0)) <= np.iinfo(np.uint16).max else np.int32
-    nifti.write(labels.astype(dtype), volume.spacing, labels_path,
+    nifti.write(labels.astype(dtype, copy=False), volume.spacing, labels_path,
                 description="octanomaly regions (label = region_id)", protect=protect)  # fmt: skip
     write_text(csv_path, findings.csv_text(), protect=protect)
     return {"regions_csv": Path(csv_path), "regions_labels": Path(labels_path)}

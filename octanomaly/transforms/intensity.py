@@ -104,16 +104,19 @@ def percentile_window(
     lower: float = 1.0,
     upper: float = 99.5,
     valid: np.ndarray | None = None,
+    in_place: bool = False,
 ) -> np.ndarray:
-    """Map the ``lower``..``upper`` percentile of ``x`` (over ``valid`` pixels) to [-1, 1]."""
+    """Map the ``lower``..``upper`` percentile of ``x`` (over ``valid`` pixels) to [-1, 1];
+    ``in_place``: into ``x`` itself when it is float32 (the same values, no second array)."""
     x = np.asarray(x, dtype=np.float32)
     lo, hi = np.percentile(_every_kth_valid(x, valid), [lower, upper])
+    out = x if in_place and x.flags.writeable else np.empty(x.shape, dtype=np.float32)
     if not np.isfinite(hi - lo) or hi - lo <= 0:
-        return np.full(x.shape, -1.0, dtype=np.float32)
+        out.fill(-1.0)
+        return out
     from octanomaly.transforms._threads import per_range
 
     scale = np.float32(2.0 / (hi - lo))
-    out = np.empty(x.shape, dtype=np.float32)
 
     def window(b: slice | tuple) -> None:
         # in place, chunk by chunk: the values of ``clip((x - lo) * scale - 1, -1, 1)``
@@ -142,7 +145,7 @@ def _every_kth_valid(x: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     parts, seen = [], 0
     for xb, vb in zip(x, valid, strict=True):
         vals = xb[vb]
-        parts.append(vals[(-seen) % step :: step])
+        parts.append(vals[(-seen) % step :: step].copy())  # a view would keep all of vals
         seen += vals.size
     return np.concatenate(parts)
 
@@ -189,14 +192,22 @@ class PercentileWindow(Transform):
     longer shows it), else detected on ``img`` when ``ignore_padding``.
     """
 
-    def __init__(self, lower: float = 1.0, upper: float = 99.5, ignore_padding: bool = True):
+    def __init__(
+        self,
+        lower: float = 1.0,
+        upper: float = 99.5,
+        ignore_padding: bool = True,
+        in_place: bool = False,
+    ):
         self.lower, self.upper, self.ignore_padding = lower, upper, ignore_padding
+        self.in_place = in_place
 
     def __call__(self, img: np.ndarray, pad: np.ndarray | None = None) -> np.ndarray:
         img = np.asarray(img)
         if pad is None and self.ignore_padding and img.ndim == 3:
             pad = padding_mask(img)
-        return percentile_window(img, self.lower, self.upper, None if pad is None else ~pad)
+        valid = None if pad is None else ~pad
+        return percentile_window(img, self.lower, self.upper, valid, self.in_place)
 
 
 class _Mapd(MapTransform):
@@ -248,7 +259,8 @@ class FillPaddingd(MapTransform):
 
 class PercentileWindowd(MapTransform):
     """Dictionary twin of :class:`PercentileWindow`; the padding mask is read from ``pad_key``
-    when the data holds it (as :class:`FillPaddingd` leaves it), else detected."""
+    when the data holds it (as :class:`FillPaddingd` leaves it), else detected. ``in_place``
+    only where the image is the pipeline's own array (after :class:`FillPaddingd`'s copy)."""
 
     def __init__(
         self,
@@ -258,9 +270,10 @@ class PercentileWindowd(MapTransform):
         ignore_padding: bool = True,
         pad_key: str = "pad",
         allow_missing_keys: bool = False,
+        in_place: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.transform = PercentileWindow(lower, upper, ignore_padding)
+        self.transform = PercentileWindow(lower, upper, ignore_padding, in_place)
         self.pad_key = pad_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:

@@ -31,6 +31,10 @@ from octanomaly.transforms._threads import per_bscan as _per_bscan
 from octanomaly.transforms._threads import per_range as _per_range
 from octanomaly.transforms.intensity import fill_padding, padding_mask
 
+#: Pixels of the B-scans one layer-detection chunk holds (48 B-scans of 496 x 512): bounds the
+#: chunk's full-resolution temporaries whatever the B-scan size.
+CHUNK_PIXELS: int = 48 * 496 * 512
+
 
 @dataclass(frozen=True)
 class LayerParams:
@@ -210,10 +214,11 @@ def detect_layers(
         bm = _refine(lambda g: np.clip(-g, 0, None) / gs, gfine, bm0, half, p.bm_max_slope)
         return ilm, bm, ok
 
-    # chunks of ~48 B-scans on threads: the temporaries of a chunk (a few full-resolution
-    # arrays) instead of a whole-volume gradient, and few enough DP loops (Python per column,
-    # once per chunk and boundary)
-    parts = _per_range(one_chunk, n, per_chunk=48)
+    # chunks of ~48 B-scans of 496 x 512 on threads (fewer when B-scans are larger): the
+    # temporaries of a chunk (a few full-resolution arrays) instead of a whole-volume gradient,
+    # and few enough DP loops (Python per column, once per chunk and boundary)
+    per_chunk = max(1, min(48, CHUNK_PIXELS // max(depth * width, 1)))
+    parts = _per_range(one_chunk, n, per_chunk=per_chunk)
     ilm, bm, ok = (np.concatenate(col) for col in zip(*parts, strict=True))
     bm = _lower_envelope(bm, p.bm_envelope_width)
     bm = np.maximum(bm, ilm + p.min_thickness)

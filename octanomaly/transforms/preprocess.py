@@ -63,6 +63,17 @@ def _use_log(volume: OCTVolume, cfg: PreprocessingConfig) -> bool:
     return bool(cfg.log)
 
 
+class OwnFloat32d(MapTransform):
+    """A float32 copy of each key's array that no one else holds (always a copy), so the steps
+    after it may work in place."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = np.array(d[key], dtype=np.float32)
+        return d
+
+
 class RetinaMaskd(MapTransform):
     """Adds ``mask_key``: the retina between ``ilm_key`` and ``bm_key`` (rows in the grid of
     ``keys[0]``) widened by ``margin_px``, minus export padding (``pad_key``, when present)."""
@@ -95,9 +106,12 @@ def preprocessing_transform(
 
     Input ``{"image": (n, depth, width), "spacing": (bscan, axial, lateral)}``; adds ``pad``,
     ``ilm``/``bm`` (input grid), ``ilm_grid``/``bm_grid`` (rows in the processed grid),
-    ``mask``, ``original_shape`` and ``flatten_shifts``. ``log`` takes the log first.
+    ``mask``, ``original_shape`` and ``flatten_shifts``. ``log`` takes the log first. The
+    first step makes the pipeline's own float32 copy of the image, which later steps may
+    overwrite (the caller's array is never changed).
     """
-    steps: list = [LogIntensityd("image")] if log else []
+    steps: list = [OwnFloat32d("image")]
+    steps += [LogIntensityd("image")] if log else []
     steps += [
         FillPaddingd("image", pad_key="pad"),
         MedianDenoised("image", cfg.median_size),
@@ -109,7 +123,7 @@ def preprocessing_transform(
             params=params,
             source_pad_key="pad" if cfg.median_size <= 1 else None,
         ),
-        PercentileWindowd("image", *cfg.percentiles, pad_key="pad"),
+        PercentileWindowd("image", *cfg.percentiles, pad_key="pad", in_place=True),
         CopyItemsd(("ilm", "bm"), names=("ilm_grid", "bm_grid")),
     ]
     if cfg.target_spacing is not None:
@@ -138,10 +152,11 @@ def preprocess_volume(
     """
     shape = tuple(volume.shape)
     pipeline = preprocessing_transform(cfg, _use_log(volume, cfg), params)
-    # no local reference to the float32 input: each step's replaced image is freed at once
+    # the input dict holds the volume's own array; the pipeline's float32 copy and each
+    # step's replaced image are freed as soon as the next step has replaced them
     d = pipeline(
         {
-            "image": np.asarray(volume.data, dtype=np.float32),
+            "image": volume.data,
             "spacing": volume.spacing,
             "original_shape": shape,
         }
