@@ -228,6 +228,11 @@ def test_grid_coords_and_stitch_equal_the_plain_computations() -> None:
     for vals, plain in ((scalars, scalars), (maps, maps[:, 0])):
         want = _stitch_one_by_one(plain, coords, mask.shape, p)
         np.testing.assert_array_equal(stitch(vals, coords, mask.shape, p), want)
+    shuffled = rng.permutation(len(coords))  # B-scan by B-scan, in the given order: exact
+    np.testing.assert_array_equal(
+        stitch(scalars[shuffled], coords[shuffled], mask.shape, p),
+        _stitch_one_by_one(scalars[shuffled], coords[shuffled], mask.shape, p),
+    )
     twice = np.concatenate([coords, coords[:5]])  # the same patch twice counts twice
     v = rng.random(len(twice)).astype(np.float32)
     np.testing.assert_allclose(

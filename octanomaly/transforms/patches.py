@@ -78,21 +78,34 @@ def stitch(
 ) -> np.ndarray:
     """Average per-patch values (``(N,)`` scalars or ``(N, [1,] P, P)`` maps) into ``shape``.
 
-    Pixels no patch covers get ``fill`` (default 0, so maps stay NaN-free).
+    Pixels no patch covers get ``fill`` (default 0, so maps stay NaN-free). Accumulated in
+    float64 one B-scan at a time (the patches of a B-scan in their given order), so the
+    temporaries are those of one B-scan; float32 out.
     """
     n, d, w = shape
     vals = np.asarray(patch_values, dtype=np.float64)
     if vals.ndim == 4:
         vals = vals[:, 0]
+    coords = np.asarray(coords, dtype=np.int64).reshape(-1, 3)
     dp, wp = max(d, patch_size), max(w, patch_size)
-    acc = np.zeros((n, dp, wp))
-    cnt = np.zeros((n, dp, wp))
-    for k, (b, r, c) in enumerate(np.asarray(coords, dtype=np.int64)):
-        acc[b, r : r + patch_size, c : c + patch_size] += vals[k]
-        cnt[b, r : r + patch_size, c : c + patch_size] += 1
-    out = np.full((n, dp, wp), fill, dtype=np.float64)
-    np.divide(acc, cnt, out=out, where=cnt > 0)
-    return out[:, :d, :w].astype(np.float32)
+    out = np.full((n, d, w), fill, dtype=np.float32)
+    acc, cnt, avg = np.zeros((dp, wp)), np.zeros((dp, wp)), np.empty((dp, wp))
+    order = np.argsort(coords[:, 0], kind="stable")
+    bounds = np.searchsorted(coords[order, 0], np.arange(n + 1))
+    for b in range(n):
+        ks = order[bounds[b] : bounds[b + 1]]
+        if ks.size == 0:
+            continue
+        acc.fill(0.0)
+        cnt.fill(0.0)
+        for k in ks:
+            r, c = coords[k, 1], coords[k, 2]
+            acc[r : r + patch_size, c : c + patch_size] += vals[k]
+            cnt[r : r + patch_size, c : c + patch_size] += 1
+        avg.fill(fill)
+        np.divide(acc, cnt, out=avg, where=cnt > 0)
+        out[b] = avg[:d, :w]
+    return out
 
 
 class GridPatches(Transform):
