@@ -156,3 +156,20 @@ def test_clusters_recover_phantom_lesion_types():
     assert adjusted_rand_score(truth, c.labels) >= 0.8
     again = cluster_regions(regions)
     assert np.array_equal(again.labels, c.labels)  # deterministic
+
+
+def test_a_recalibrated_model_maps_finished_volumes_again(tmp_path, tiny_run, cohort_inputs):
+    """Same weights, other calibration: the resume key differs, so no volume is reused."""
+    import shutil
+
+    (cohort_inputs / "broken.nii.gz").unlink()
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    out = tmp_path / "out"
+    assert run_cohort([cohort_inputs], out, run, device="cpu").n_skipped == 0
+    assert run_cohort([cohort_inputs], out, run, device="cpu").n_skipped == 2  # resumed
+    cal = json.loads((run / "calibration.json").read_text())
+    cal["pixel"]["mean"] += 0.01  # what a new `octanomaly calibrate` would change
+    (run / "calibration.json").write_text(json.dumps(cal))
+    again = run_cohort([cohort_inputs], out, run, device="cpu")
+    assert again.n_skipped == 0 and len(again.results) == 2

@@ -45,9 +45,10 @@ FEATURES = "_features.npz"
 
 
 #: Version of what mapping writes for a volume; raised when a change of octanomaly alters the
-#: outputs of the same model and settings (2: the elevation channel, cored masks, band_top_um),
-#: so a resumed cohort maps such volumes again instead of mixing old and new outputs.
-OUTPUTS_VERSION: int = 2
+#: outputs of the same model and settings (2: the elevation channel, cored masks, band_top_um;
+#: 3: the volume-referenced bank channel), so a resumed cohort maps such volumes again instead
+#: of mixing old and new outputs.
+OUTPUTS_VERSION: int = 3
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Settings:
 
     model_dir: str
     run_id: str
+    calibration_id: str
     stride: int | None = None
     threshold: float | None = None
     min_size: int = 50
@@ -63,8 +65,9 @@ class Settings:
 
     def key(self) -> dict[str, Any]:
         """The resume key (device excluded: it does not change results)."""
-        return {"run_id": self.run_id, "stride": self.stride, "threshold": self.threshold,
-                "min_size": self.min_size, "outputs": OUTPUTS_VERSION}  # fmt: skip
+        return {"run_id": self.run_id, "calibration_id": self.calibration_id,
+                "stride": self.stride, "threshold": self.threshold, "min_size": self.min_size,
+                "outputs": OUTPUTS_VERSION}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -286,8 +289,10 @@ def run_cohort(
     paths = expand_inputs(inputs)
     names = volume_names(paths)
     run = load_run(model_dir, device)  # fail early on a bad model, and get its run id
-    settings = Settings(str(Path(model_dir).resolve()), str(run.run_id), stride, threshold,
-                        int(min_size), device)  # fmt: skip
+    settings = Settings(
+        str(Path(model_dir).resolve()), str(run.run_id), str(run.calibration_id),
+        stride, threshold, int(min_size), device,
+    )  # fmt: skip
     _RUNS.setdefault((settings.model_dir, device), run)  # the local in-process worker reuses it
     done = [d for n in names if (d := _finished(out, n, settings)) is not None]
     done_names = {d["volume"]["volume"] for d in done}

@@ -26,7 +26,9 @@ from octanomaly.errors import OctanomalyError
 from octanomaly.models import AnomalyModel
 from octanomaly.progress import progress_bar
 from octanomaly.scoring.calibration import (
+    BANK_FILE,
     CALIBRATION_FILE,
+    NORMATIVE_FILE,
     VOLUME_TOP_K,
     Calibration,
     clean_mask,
@@ -60,6 +62,7 @@ class LoadedRun:
     calibration: Calibration
     run_dir: Path | None = None
     run_id: str | None = None
+    calibration_id: str | None = None  #: digest of the calibration files (JSON + arrays)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -70,6 +73,7 @@ class LoadedRun:
             "version": octanomaly.__version__,
             "run_id": self.run_id,
             "calibration": self.calibration.kind,
+            "calibration_id": self.calibration_id,
             "scoring": {
                 "normative_model": "position-aware (height above BM x relative depth)",
                 "feature_bank": None if f.feature_bank is None else f.feature_bank.size,
@@ -81,11 +85,16 @@ class LoadedRun:
         }
 
 
-def _run_id(weights: Path) -> str:
+def _run_id(*files: Path) -> str:
+    """First 12 hex digits of the SHA-256 of ``files``' bytes in turn (missing ones skipped)."""
     h = hashlib.sha256()
-    with open(weights, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    for path in files:
+        if not path.is_file():
+            continue
+        h.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()[:12]
 
 
@@ -103,7 +112,8 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
             f"{run_dir / CALIBRATION_FILE}: made for {f.model} patch size {f.patch_size}, "
             f"but the run is {model.name} patch size {model.patch_size}"
         )
-    return LoadedRun(model, cfg, calibration, run_dir, _run_id(run_dir / MODEL_FILE))
+    cal_id = _run_id(*(run_dir / n for n in (CALIBRATION_FILE, NORMATIVE_FILE, BANK_FILE)))
+    return LoadedRun(model, cfg, calibration, run_dir, _run_id(run_dir / MODEL_FILE), cal_id)
 
 
 def _as_run(model: LoadedRun | str | Path, device: str) -> LoadedRun:
