@@ -173,3 +173,19 @@ def test_a_recalibrated_model_maps_finished_volumes_again(tmp_path, tiny_run, co
     (run / "calibration.json").write_text(json.dumps(cal))
     again = run_cohort([cohort_inputs], out, run, device="cpu")
     assert again.n_skipped == 0 and len(again.results) == 2
+
+
+def test_run_id_is_the_weights_digest_and_calibration_id_follows_the_calibration(tiny_run):
+    """The run id documented in model cards is the first 12 hex digits of the weights' SHA-256;
+    the calibration id changes with the calibration files, the run id does not."""
+    import hashlib
+
+    from octanomaly.scoring import load_run
+
+    run = load_run(tiny_run, device="cpu")
+    weights = (tiny_run / "model.safetensors").read_bytes()
+    assert run.run_id == hashlib.sha256(weights).hexdigest()[:12]
+    bundled = Path(__file__).parents[1] / "octanomaly" / "bundled" / "ganomaly"
+    assert load_run(bundled, "cpu").run_id == "bfb6c75a22b4"  # as its model card says
+    assert run.info["calibration_id"] == run.calibration_id and len(run.calibration_id) == 12
+    assert run.calibration_id != run.run_id

@@ -85,13 +85,12 @@ class LoadedRun:
         }
 
 
-def _run_id(*files: Path) -> str:
+def _digest(*files: Path) -> str:
     """First 12 hex digits of the SHA-256 of ``files``' bytes in turn (missing ones skipped)."""
     h = hashlib.sha256()
     for path in files:
         if not path.is_file():
             continue
-        h.update(path.name.encode())
         with open(path, "rb") as f:
             for block in iter(lambda f=f: f.read(1 << 20), b""):
                 h.update(block)
@@ -112,8 +111,8 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
             f"{run_dir / CALIBRATION_FILE}: made for {f.model} patch size {f.patch_size}, "
             f"but the run is {model.name} patch size {model.patch_size}"
         )
-    cal_id = _run_id(*(run_dir / n for n in (CALIBRATION_FILE, NORMATIVE_FILE, BANK_FILE)))
-    return LoadedRun(model, cfg, calibration, run_dir, _run_id(run_dir / MODEL_FILE), cal_id)
+    cal_id = _digest(*(run_dir / n for n in (CALIBRATION_FILE, NORMATIVE_FILE, BANK_FILE)))
+    return LoadedRun(model, cfg, calibration, run_dir, _digest(run_dir / MODEL_FILE), cal_id)
 
 
 def _as_run(model: LoadedRun | str | Path, device: str) -> LoadedRun:

@@ -260,7 +260,8 @@ class FillPaddingd(MapTransform):
 class PercentileWindowd(MapTransform):
     """Dictionary twin of :class:`PercentileWindow`; the padding mask is read from ``pad_key``
     when the data holds it (as :class:`FillPaddingd` leaves it), else detected. ``in_place``
-    only where the image is the pipeline's own array (after :class:`FillPaddingd`'s copy)."""
+    only where the image is the pipeline's own array (after
+    :class:`~octanomaly.transforms.preprocess.OwnFloat32d`'s copy)."""
 
     def __init__(
         self,
